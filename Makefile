@@ -1,0 +1,35 @@
+# Set-up is two commands on a fresh machine: `make train` and `make test`.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: install train test test-slow lint tensorboard clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Trains the default config; extra overrides go in ARGS, e.g. make train ARGS="model=conv_ae".
+train: $(STAMP)
+	$(VENV)/bin/vae-train $(ARGS)
+
+test: $(STAMP)
+	$(PYTHON) -m pytest
+
+test-slow: $(STAMP)
+	$(PYTHON) -m pytest -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+tensorboard: $(STAMP)
+	$(VENV)/bin/tensorboard --logdir outputs
+
+clean:
+	rm -rf outputs/runs outputs/multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

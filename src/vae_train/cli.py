@@ -1,0 +1,50 @@
+"""``vae-train``: compose the config with Hydra, train, return the objective for sweepers.
+
+TensorFlow is imported only inside the task function, so ``--help``, ``--cfg job`` and a
+config error answer in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from vae_train.config import register_schemas, to_settings
+from vae_train.errors import VaeTrainError
+
+log = logging.getLogger("vae_train")
+
+
+def config_dir() -> str:
+    """``conf/`` inside the installed package, else at the root of a source checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "conf"
+    return str(packaged if packaged.is_dir() else here.parents[1] / "conf")
+
+
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def main(cfg: DictConfig) -> float:
+    try:
+        settings = to_settings(cfg)
+        from vae_train.train import train  # heavy: TensorFlow
+
+        results = train(settings, Path(HydraConfig.get().runtime.output_dir), OmegaConf.to_yaml(cfg))
+    except VaeTrainError as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the launcher records the failed job and the sweep goes on
+        log.error("%s", err)
+        sys.exit(1)
+    return results["test_loss"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+The YAML files under ``conf/`` hold the values; these dataclasses hold the types. Hydra merges
+each YAML file onto its schema, so a typo, a wrong type or an unknown key fails at composition.
+Range checks that a type cannot express live in ``__post_init__``: they run when
+:func:`to_settings` turns the composed config into these objects, before any work starts.
+
+This module must not import TensorFlow: ``vae-train --help`` and ``--cfg job`` go through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from vae_train.errors import ConfigError
+
+# Far above any latent size that makes sense for 28x28 images, low enough to catch a typo
+# (latent_dim=20000) before it allocates gigabytes.
+MAX_LATENT_DIM = 4096
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _require_positive(value: float | None, key: str) -> None:
+    _require(value is None or value > 0, f"{key} must be positive, got {value}.")
+
+
+class Binarize(Enum):
+    """How pixel intensities in [0, 1] become the training targets."""
+
+    static = "static"  # threshold once at 0.5
+    dynamic = "dynamic"  # a fresh Bernoulli draw per epoch
+    none = "none"  # keep grey levels
+
+
+class ReconstructionLoss(Enum):
+    bernoulli = "bernoulli"  # sigmoid cross-entropy on logits, nats per image
+    mse = "mse"  # squared error of sigmoid(logits), summed over pixels
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: str | None = None
+    cache_dir: str = "~/.cache/vae-train"
+    verify_checksums: bool = True
+    batch_size: int = 64
+    max_train_examples: int | None = None
+    max_test_examples: int | None = None
+    binarize: Binarize = Binarize.none
+    shuffle_buffer: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_positive(self.batch_size, "data.batch_size")
+        _require_positive(self.max_train_examples, "data.max_train_examples")
+        _require_positive(self.max_test_examples, "data.max_test_examples")
+        _require_positive(self.shuffle_buffer, "data.shuffle_buffer")
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model has; each model's own schema adds its architecture."""
+
+    name: str = MISSING
+    reconstruction_loss: ReconstructionLoss = ReconstructionLoss.bernoulli
+
+
+@dataclass
+class DenseAEConfig(ModelConfig):
+    hidden_units: list[int] = field(default_factory=lambda: [512, 256])
+    activation: str = "relu"
+    code_activation: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(all(u > 0 for u in self.hidden_units), "model.hidden_units must be positive.")
+
+
+@dataclass
+class ConvAEConfig(ModelConfig):
+    encoder_filters: list[int] = field(default_factory=lambda: [32, 64])
+    encoder_padding: str = "same"
+    hidden_units: list[int] = field(default_factory=list)
+    decoder_filters: list[int] = field(default_factory=lambda: [64, 32])
+    decoder_start_channels: int = 64
+    kernel_size: int = 3
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        _require(self.encoder_padding in ("same", "valid"), "model.encoder_padding must be same or valid.")
+        _require(28 % (2 ** len(self.decoder_filters)) == 0,
+                 "model.decoder_filters: each layer doubles the size, so 28 must divide by 2**len "
+                 f"(got {len(self.decoder_filters)} layers).")
+        for key in ("encoder_filters", "hidden_units", "decoder_filters"):
+            _require(all(u > 0 for u in getattr(self, key)), f"model.{key} must be positive.")
+        _require_positive(self.decoder_start_channels, "model.decoder_start_channels")
+        _require_positive(self.kernel_size, "model.kernel_size")
+
+
+@dataclass
+class ConvVAEConfig(ConvAEConfig):
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}.")
+
+
+@dataclass
+class OptimizerConfig:
+    """Every field but ``name`` is passed to the Keras optimizer of that name."""
+
+    name: str = MISSING
+    learning_rate: float = MISSING
+    clipnorm: float | None = None
+
+    def __post_init__(self) -> None:
+        _require_positive(self.learning_rate, "optimizer.learning_rate")
+        _require_positive(self.clipnorm, "optimizer.clipnorm")
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    rho: float = 0.9
+    momentum: float = 0.0
+    epsilon: float = 1e-7
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    steps_per_execution: int = 1
+    log_every_steps: int = 100
+    checkpoints_to_keep: int = 3
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 0, f"trainer.epochs must be >= 0, got {self.epochs}.")
+        _require_positive(self.steps_per_execution, "trainer.steps_per_execution")
+        _require_positive(self.log_every_steps, "trainer.log_every_steps")
+        _require_positive(self.checkpoints_to_keep, "trainer.checkpoints_to_keep")
+
+
+@dataclass
+class Config:
+    # Any: each option of these groups merges onto its own schema (see model/*.yaml).
+    data: DataConfig = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    trainer: TrainerConfig = MISSING
+    latent_dim: int = 2
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        _require(0 < self.latent_dim <= MAX_LATENT_DIM,
+                 f"latent_dim must be an integer in 1..{MAX_LATENT_DIM}, got {self.latent_dim}.")
+
+
+_GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "schema/model": {"dense_ae": DenseAEConfig, "conv_ae": ConvAEConfig, "cvae": ConvVAEConfig},
+    "schema/optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "rmsprop": RMSpropConfig},
+}
+
+
+def register_schemas() -> None:
+    """Store the schemas where the YAML files' defaults lists look for them."""
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    for group, schemas in _GROUP_SCHEMAS.items():
+        for name, schema in schemas.items():
+            store.store(group=group, name=name, node=schema)
+
+
+def to_settings(cfg: DictConfig) -> Config:
+    """Turn a composed config into typed objects, running every range check."""
+    settings = OmegaConf.to_object(cfg)
+    assert isinstance(settings, Config)
+    return settings

@@ -1,0 +1,1 @@
+"""Datasets: IDX files on disk (local or downloaded) to ``tf.data`` pipelines."""

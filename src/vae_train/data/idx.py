@@ -1,0 +1,91 @@
+"""Reading IDX files (the MNIST format), gzip-compressed, into NumPy arrays.
+
+Every way a file can be wrong becomes a :class:`DataError` naming the file, because a
+truncated download or a mixed-up folder otherwise surfaces much later as a shape error.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from vae_train.errors import DataError
+
+# The third byte of the magic number is the element type (0x08: unsigned byte) and the fourth
+# the number of dimensions.
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+IMAGE_SIZE = 28
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_gzip(path: Path) -> bytes:
+    if not path.is_file():
+        raise DataError(f"Missing data file {path}.")
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(
+            f"Cannot decompress {path} ({err}): the file is truncated or not gzip data. "
+            "Delete it and download it again."
+        ) from err
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    raw = _read_gzip(path)
+    ndim = magic & 0xFF
+    header_size = 4 * (1 + ndim)
+    if len(raw) < header_size:
+        raise DataError(f"{path} is too short to be an IDX file ({len(raw)} bytes after gunzip).")
+    found, *shape = struct.unpack(f">{1 + ndim}I", raw[:header_size])
+    if found != magic:
+        raise DataError(
+            f"{path} has IDX magic number 0x{found:08x}, expected 0x{magic:08x}: "
+            "it is not the file its name says (images and labels swapped?)."
+        )
+    expected = int(np.prod(shape)) if shape else 0
+    payload = len(raw) - header_size
+    if payload != expected:
+        raise DataError(
+            f"{path} declares shape {tuple(shape)} ({expected} bytes) but holds {payload} bytes "
+            "of data: the file is truncated or corrupt. Delete it and download it again."
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def read_images(path: Path) -> np.ndarray:
+    """An IDX image file as a ``(count, 28, 28)`` uint8 array."""
+    images = _read_idx(path, IMAGES_MAGIC)
+    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise DataError(
+            f"{path} holds images of {images.shape[1]}x{images.shape[2]} pixels; "
+            f"vae-train's models take {IMAGE_SIZE}x{IMAGE_SIZE}."
+        )
+    return images
+
+
+def read_labels(path: Path) -> np.ndarray:
+    """An IDX label file as a ``(count,)`` uint8 array."""
+    return _read_idx(path, LABELS_MAGIC)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzip IDX file: the inverse of the readers above."""
+    array = np.asarray(array, dtype=np.uint8)
+    magic = 0x00000800 | array.ndim
+    header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.tobytes())

@@ -1,0 +1,125 @@
+"""From IDX files to ``tf.data`` pipelines of float images in [0, 1], shaped (batch, 28, 28, 1).
+
+The training pipeline of each epoch is a pure function of ``(seed, epoch)``: its shuffle order and
+its dynamic binarization draw are seeded by both, so a resumed run sees the same data as an
+uninterrupted one, and no two epochs see the same draw.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from vae_train.config import Binarize, DataConfig
+from vae_train.data.idx import read_images, read_labels
+from vae_train.data.sources import get_spec, locate_files
+from vae_train.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+# The test split's dynamic binarization is drawn once, as if it were this epoch.
+_TEST_SET_EPOCH = 2**31 - 1
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # (count, 28, 28) uint8
+    labels: np.ndarray  # (count,) uint8, kept for plots; training ignores them
+
+
+@dataclass
+class ImageDataset:
+    name: str
+    class_names: tuple[str, ...]
+    train: Split
+    test: Split
+
+
+def _limit(split: Split, limit: int | None, what: str, key: str) -> Split:
+    if limit is None:
+        return split
+    if limit > len(split.images):
+        log.warning("%s=%d exceeds the %d %s examples; using all of them.", key, limit, len(split.images), what)
+        return split
+    return Split(split.images[:limit], split.labels[:limit])
+
+
+def _read_split(images_path, labels_path) -> Split:
+    images, labels = read_images(images_path), read_labels(labels_path)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels: "
+            "the two files are from different datasets or one is damaged."
+        )
+    return Split(images, labels)
+
+
+def load_dataset(config: DataConfig) -> ImageDataset:
+    """Locate (or download), verify and decode the dataset's train and test splits."""
+    files = locate_files(config.name, config.root, config.cache_dir, config.verify_checksums)
+    train = _read_split(files["train_images"], files["train_labels"])
+    test = _read_split(files["test_images"], files["test_labels"])
+    train = _limit(train, config.max_train_examples, "training", "data.max_train_examples")
+    test = _limit(test, config.max_test_examples, "test", "data.max_test_examples")
+    if len(train.images) < config.batch_size:
+        raise ConfigError(
+            f"data.batch_size={config.batch_size} exceeds the {len(train.images)} training examples; "
+            "lower the batch size or raise data.max_train_examples."
+        )
+    return ImageDataset(config.name, get_spec(config.name).class_names, train, test)
+
+
+def _to_unit_interval(images: tf.Tensor) -> tf.Tensor:
+    return tf.expand_dims(tf.cast(images, tf.float32) / 255.0, axis=-1)
+
+
+class ImagePipelines:
+    """Builds the batched train and test pipelines of one dataset under one data config."""
+
+    def __init__(self, dataset: ImageDataset, config: DataConfig, seed: int):
+        self.config = config
+        self.seed = seed
+        train_images, test_images = dataset.train.images, dataset.test.images
+        if config.binarize is Binarize.static:
+            # Thresholding the uint8 pixels once is exact: x / 255 >= 0.5  <=>  x >= 128.
+            train_images, test_images = (np.where(i >= 128, 255, 0).astype(np.uint8)
+                                         for i in (train_images, test_images))
+        self._train = tf.data.Dataset.from_tensor_slices(train_images)
+        self._test = tf.data.Dataset.from_tensor_slices(test_images)
+        self.train_size = len(train_images)
+        self.test_size = len(test_images)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.train_size // self.config.batch_size
+
+    def _epoch_seed(self, epoch: int) -> int:
+        return int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+
+    def _finish(self, batches: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
+        if self.config.binarize is Binarize.dynamic:
+            epoch_seed = tf.constant(self._epoch_seed(epoch), tf.int64)
+
+            def draw(index, images):
+                seed = tf.stack([epoch_seed, index])
+                return tf.cast(tf.random.stateless_uniform(tf.shape(images), seed=seed) < images, tf.float32)
+
+            batches = batches.enumerate().map(draw, num_parallel_calls=tf.data.AUTOTUNE)
+        return batches.prefetch(tf.data.AUTOTUNE)
+
+    def train(self, epoch: int) -> tf.data.Dataset:
+        """Epoch ``epoch``'s shuffled full batches; the remainder is dropped so shapes stay fixed."""
+        buffer = self.config.shuffle_buffer or self.train_size
+        batches = (self._train
+                   .shuffle(buffer, seed=self._epoch_seed(epoch), reshuffle_each_iteration=False)
+                   .batch(self.config.batch_size, drop_remainder=True)
+                   .map(_to_unit_interval, num_parallel_calls=tf.data.AUTOTUNE))
+        return self._finish(batches, epoch)
+
+    def test(self) -> tf.data.Dataset:
+        """The whole test split in order; a dynamic binarization uses one fixed draw."""
+        batches = self._test.batch(self.config.batch_size).map(_to_unit_interval, num_parallel_calls=tf.data.AUTOTUNE)
+        return self._finish(batches, _TEST_SET_EPOCH)

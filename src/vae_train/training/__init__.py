@@ -1,0 +1,1 @@
+"""Training: devices and strategy, the tf.function loop, checkpoints and TensorBoard."""

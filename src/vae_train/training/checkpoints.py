@@ -1,0 +1,72 @@
+"""Checkpoints of a run: model, optimizer (with its step counter), epoch and noise generator.
+
+``signature.json`` beside them records what they were trained as, so restoring into a different
+model says so in words instead of failing on a tensor shape deep inside TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+
+from vae_train.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_FILE = "signature.json"
+
+
+def _describe(signature: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in signature.items())
+
+
+class RunCheckpoints:
+    def __init__(self, directory: Path, signature: dict, keep: int, **trackables):
+        self.directory = Path(directory)
+        self.signature = signature
+        self.checkpoint = tf.train.Checkpoint(**trackables)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=keep)
+
+    @property
+    def latest(self) -> str | None:
+        return self.manager.latest_checkpoint
+
+    def _check_signature(self) -> None:
+        path = self.directory / SIGNATURE_FILE
+        if not path.is_file():
+            return
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(
+                f"Cannot read {path} ({err}); move the checkpoints folder away to start over."
+            ) from err
+        if saved != self.signature:
+            raise CheckpointError(
+                f"The checkpoints in {self.directory} are from {_describe(saved)}, but this run is "
+                f"{_describe(self.signature)}. Use another run folder (hydra.run.dir=...) or the "
+                "overrides the checkpoints were trained with."
+            )
+
+    def restore_latest(self) -> bool:
+        """Restore the newest checkpoint if there is one; returns whether it did."""
+        if self.latest is None:
+            return False
+        self._check_signature()
+        try:
+            self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as err:
+            raise CheckpointError(
+                f"Cannot restore {self.latest}: {str(err).splitlines()[0]} The checkpoint is damaged or "
+                "from a different model; use another run folder or delete the checkpoints folder."
+            ) from err
+        log.info("Resumed from %s.", self.latest)
+        return True
+
+    def save(self, step: int) -> str:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / SIGNATURE_FILE).write_text(json.dumps(self.signature, indent=2))
+        return self.manager.save(checkpoint_number=step)
