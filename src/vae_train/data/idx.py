@@ -81,11 +81,3 @@ def read_labels(path: Path) -> np.ndarray:
     """An IDX label file as a ``(count,)`` uint8 array."""
     return _read_idx(path, LABELS_MAGIC)
 
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzip IDX file: the inverse of the readers above."""
-    array = np.asarray(array, dtype=np.uint8)
-    magic = 0x00000800 | array.ndim
-    header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
-    with gzip.open(path, "wb") as handle:
-        handle.write(header + array.tobytes())

@@ -89,10 +89,14 @@ class Autoencoder(keras.Model):
         """Reconstruction logits from the posterior mean."""
         return self.decode(self.posterior(images, training).mean, training)
 
-    def loss_terms(self, images: tf.Tensor, training: bool = False) -> dict[str, tf.Tensor]:
-        """Per-example ``loss``, ``reconstruction`` and ``kl``, in nats per image."""
+    def loss_terms(self, images: tf.Tensor, training: bool = False,
+                   noise: tf.random.Generator | None = None) -> dict[str, tf.Tensor]:
+        """Per-example ``loss``, ``reconstruction`` and ``kl``, in nats per image.
+
+        ``noise`` draws the posterior sample; by default the model's own (checkpointed) stream.
+        """
         posterior = self.posterior(images, training)
-        logits = self.decode(posterior.sample(self.noise), training)
+        logits = self.decode(posterior.sample(noise or self.noise), training)
         reconstruction = self.reconstruction_loss(images, logits)
         kl = posterior.kl_to_standard_normal()
         return {"loss": reconstruction + self.kl_weight * kl, "reconstruction": reconstruction, "kl": kl}

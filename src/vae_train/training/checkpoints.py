@@ -58,7 +58,9 @@ class RunCheckpoints:
         self._check_signature()
         try:
             self.checkpoint.restore(self.latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
+        # TensorFlow signals a damaged or foreign checkpoint with many exception types
+        # (IndexError for a short read, ValueError for shapes, OpError, AssertionError...).
+        except Exception as err:
             raise CheckpointError(
                 f"Cannot restore {self.latest}: {str(err).splitlines()[0]} The checkpoint is damaged or "
                 "from a different model; use another run folder or delete the checkpoints folder."

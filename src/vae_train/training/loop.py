@@ -61,7 +61,7 @@ class Trainer:
         self.epoch = epoch
         self.writers = writers
         self.save_checkpoint = save_checkpoint
-        self.evaluator = Evaluator(model, strategy, config.jit_compile)
+        self.evaluator = Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
         self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = tf.function(self._distributed_steps)
 

@@ -1,0 +1,139 @@
+"""Training end to end: the CLI on tiny data, the run folder it leaves, resuming, and failures."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import PROJECT_ROOT, compose, tiny_overrides
+from vae_train.config import to_settings
+from vae_train.errors import CheckpointError, TrainingError
+from vae_train.train import train
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    accumulator = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return {tag: [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in accumulator.Tensors(tag)]
+            for tag in accumulator.Tags()["tensors"] if tag not in ("config", "model")}
+
+
+def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("VAE_TRAIN_DATA", None)
+    return subprocess.run([sys.executable, "-m", "vae_train.cli", *overrides], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def train_tiny(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
+    settings = to_settings(compose([*tiny_overrides(data_dir), *overrides]))
+    return train(settings, run_dir)
+
+
+def test_cli_trains_and_fills_the_run_folder(tiny_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(*tiny_overrides(tiny_data_dir), "trainer.epochs=2", "trainer.log_every_steps=2",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["model"] == "cvae" and results["data"] == "mnist" and results["latent_dim"] == 2
+    assert results["epochs"] == 2 and results["steps"] == 2 * (128 // 32)
+    for key in ("train_loss", "test_loss", "images_per_second", "test_elbo", "test_reconstruction", "test_kl"):
+        assert isinstance(results[key], float), key
+    assert results["test_elbo"] == pytest.approx(-(results["test_reconstruction"] + results["test_kl"]))
+
+    checkpoints = tf.train.get_checkpoint_state(str(run_dir / "checkpoints"))
+    assert checkpoints.model_checkpoint_path.endswith("ckpt-8")
+
+    train_scalars = read_scalars(run_dir / "tensorboard" / "train")
+    test_scalars = read_scalars(run_dir / "tensorboard" / "test")
+    assert {"loss", "reconstruction", "kl", "learning_rate", "images_per_second"} <= set(train_scalars)
+    assert [step for step, _ in train_scalars["loss"]] == [2, 4, 6, 8]
+    assert train_scalars["learning_rate"][-1][1] == pytest.approx(1e-3)
+    assert [step for step, _ in test_scalars["loss"]] == [4, 8]
+    assert test_scalars["loss"][-1][1] == pytest.approx(results["test_loss"], rel=1e-5)
+    assert {"elbo", "kl", "reconstruction"} <= set(test_scalars)
+    # The composed config is in TensorBoard as text, and the log file is in the run folder.
+    accumulator = EventAccumulator(str(run_dir / "tensorboard" / "train"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    assert b"latent_dim: 2" in tf.make_ndarray(accumulator.Tensors("config")[0].tensor_proto).item()
+    assert "epoch 2/2" in (run_dir / "cli.log").read_text()
+
+
+def test_resuming_gives_the_same_run_as_training_straight_through(tiny_data_dir, tmp_path):
+    straight = train_tiny(tiny_data_dir, tmp_path / "straight", "trainer.epochs=2")
+    train_tiny(tiny_data_dir, tmp_path / "resumed", "trainer.epochs=1")
+    resumed = train_tiny(tiny_data_dir, tmp_path / "resumed", "trainer.epochs=2")
+    assert resumed["steps"] == straight["steps"] == 8
+    assert resumed["epochs"] == 2
+    # Same data order per epoch and the noise generator restored from the checkpoint.
+    assert resumed["test_loss"] == pytest.approx(straight["test_loss"], rel=1e-5)
+    assert resumed["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-5)
+
+
+def test_resuming_a_finished_run_trains_nothing_more(tiny_data_dir, tmp_path):
+    first = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    again = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    assert again["steps"] == first["steps"]
+    assert again["test_loss"] == pytest.approx(first["test_loss"], rel=1e-5)
+
+
+def test_resuming_with_another_model_names_both(tiny_data_dir, tmp_path):
+    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    with pytest.raises(CheckpointError, match=r"model cvae, latent_dim 2.*model cvae, latent_dim 3"):
+        train_tiny(tiny_data_dir, tmp_path, "latent_dim=3")
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tiny_data_dir, tmp_path):
+    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    for data_file in (tmp_path / "checkpoints").glob("*.data-*"):
+        data_file.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="Cannot restore"):
+        train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=2")
+
+
+@pytest.mark.parametrize(("model", "optimizer"),
+                         list(itertools.product(["dense_ae", "conv_ae", "cvae"], ["sgd", "adam", "rmsprop"])))
+def test_every_model_and_optimizer_trains(tiny_data_dir, tmp_path, model, optimizer):
+    results = train_tiny(tiny_data_dir, tmp_path, f"model={model}", f"optimizer={optimizer}",
+                         "data.max_train_examples=64", "data.max_test_examples=32")
+    assert results["steps"] == 2
+    assert results["test_loss"] > 0 and results["train_loss"] > 0
+    assert ("test_elbo" in results) == (model == "cvae")
+
+
+def test_non_finite_loss_stops_without_saving(tiny_data_dir, tmp_path):
+    with pytest.raises(TrainingError, match=r"non-finite.*step \d+.*learning rate"):
+        train_tiny(tiny_data_dir, tmp_path, "model=dense_ae", "optimizer=sgd", "optimizer.learning_rate=1e30")
+    assert not (tmp_path / "checkpoints" / "checkpoint").exists()
+
+
+def test_cli_reports_a_bad_data_folder_in_one_paragraph(tmp_path):
+    result = run_cli("data.root=/nonexistent/mnist", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "/nonexistent/mnist does not exist" in result.stderr + result.stdout
+
+
+def test_config_folder_is_found_from_an_installed_layout(tmp_path):
+    """A wheel puts conf/ inside the package; the source tree keeps it at the root."""
+    from vae_train import cli
+
+    assert Path(cli.config_dir()) == PROJECT_ROOT / "conf"
+    package = tmp_path / "vae_train"
+    shutil.copytree(PROJECT_ROOT / "src" / "vae_train", package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "conf").mkdir()
+    result = subprocess.run([sys.executable, "-c", "from vae_train.cli import config_dir; print(config_dir())"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == str(package / "conf"), result.stderr
