@@ -90,6 +90,8 @@ def _cached_files(spec: DatasetSpec, cache_dir: Path) -> dict[str, Path]:
     # Keras only for its download cache: imported here so composing a config stays light.
     from keras.utils import get_file
 
+    # get_file falls back to /tmp/.keras when cache_dir does not exist yet.
+    cache_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     for key, filename in SPLIT_FILES.items():
         failures = []
