@@ -67,7 +67,7 @@ def test_cli_trains_and_fills_the_run_folder(tiny_data_dir, tmp_path):
     accumulator = EventAccumulator(str(run_dir / "tensorboard" / "train"), size_guidance={"tensors": 0})
     accumulator.Reload()
     assert b"latent_dim: 2" in tf.make_ndarray(accumulator.Tensors("config")[0].tensor_proto).item()
-    assert "epoch 2/2" in (run_dir / "cli.log").read_text()
+    assert "epoch 2/2" in (run_dir / "vae-train.log").read_text()
 
 
 def test_resuming_gives_the_same_run_as_training_straight_through(tiny_data_dir, tmp_path):

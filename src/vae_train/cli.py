@@ -7,6 +7,7 @@ config error answer in a fraction of a second.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from vae_train.config import register_schemas, to_settings
 from vae_train.errors import VaeTrainError
 
 log = logging.getLogger("vae_train")
+
+# TensorFlow's C++ start-up lines (CPU features, CUDA probing) drown the run's own log;
+# TF_CPP_MIN_LOG_LEVEL=0 in the environment brings them back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def config_dir() -> str:
