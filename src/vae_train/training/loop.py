@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import keras
@@ -52,6 +52,7 @@ class Trainer:
         epoch: tf.Variable,
         writers: TensorBoardWriters,
         save_checkpoint: Callable[[int], str],
+        epoch_end_hooks: Sequence[Callable[[EpochRecord], None]] = (),
     ):
         self.model = model
         self.optimizer = optimizer
@@ -61,6 +62,8 @@ class Trainer:
         self.epoch = epoch
         self.writers = writers
         self.save_checkpoint = save_checkpoint
+        # Run after each epoch's checkpoint, e.g. to log pictures; they must not change the weights.
+        self.epoch_end_hooks = list(epoch_end_hooks)
         self.evaluator = Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
         self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = tf.function(self._distributed_steps)
@@ -141,7 +144,10 @@ class Trainer:
             self.writers.scalars("test", self.step, test_metrics)
             self.writers.flush()
             self.save_checkpoint(self.step)
-            history.epochs.append(EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second))
+            record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second)
+            history.epochs.append(record)
+            for hook in self.epoch_end_hooks:
+                hook(record)
             log.info("epoch %d/%d  step %d  train %s  test %s  %.0f images/s", epoch + 1, self.config.epochs,
                      self.step, _format(train_metrics), _format(test_metrics), images_per_second)
         return history
