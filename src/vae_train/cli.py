@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def main(cfg: DictConfig) -> float:
             raise  # the launcher records the failed job and the sweep goes on
         log.error("%s", err)
         sys.exit(1)
+    if "stopped_by" in results:
+        # The shell's convention for death by a signal, so schedulers see the job was stopped.
+        sys.exit(128 + signal.Signals[results["stopped_by"]].value)
     return results["test_loss"]
 
 

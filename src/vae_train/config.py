@@ -41,6 +41,13 @@ class Binarize(Enum):
     none = "none"  # keep grey levels
 
 
+class OnNonFinite(Enum):
+    """What a NaN or infinite loss or gradient does to the run."""
+
+    stop = "stop"  # stop without saving the bad weights
+    skip_batch = "skip_batch"  # drop that batch's update and go on
+
+
 class ReconstructionLoss(Enum):
     bernoulli = "bernoulli"  # sigmoid cross-entropy on logits, nats per image
     mse = "mse"  # squared error of sigmoid(logits), summed over pixels
@@ -155,10 +162,14 @@ class TrainerConfig:
     steps_per_execution: int = 1
     log_every_steps: int = 100
     checkpoints_to_keep: int = 3
+    checkpoint_every_steps: int | None = None
+    on_nan: OnNonFinite = OnNonFinite.stop
+    deterministic: bool = False
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 0, f"trainer.epochs must be >= 0, got {self.epochs}.")
+        _require_positive(self.checkpoint_every_steps, "trainer.checkpoint_every_steps")
         _require_positive(self.steps_per_execution, "trainer.steps_per_execution")
         _require_positive(self.log_every_steps, "trainer.log_every_steps")
         _require_positive(self.checkpoints_to_keep, "trainer.checkpoints_to_keep")

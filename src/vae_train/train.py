@@ -12,8 +12,10 @@ import tensorflow as tf
 
 from vae_train.config import Config
 from vae_train.data.pipeline import ImagePipelines, load_dataset
+from vae_train.errors import TrainingError
 from vae_train.models import build_model
-from vae_train.training.checkpoints import RunCheckpoints
+from vae_train.run_info import record_session
+from vae_train.training.checkpoints import write_atomically
 from vae_train.training.devices import set_up_devices
 from vae_train.training.loop import Trainer
 from vae_train.training.optimizers import build_optimizer
@@ -36,10 +38,24 @@ def _model_description(model) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
+def _previous_results(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / RESULTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
-    """Train (or resume) in ``run_dir`` and return the flat results also written to results.json."""
+    """Train (or resume) in ``run_dir`` and return the flat results also written to results.json.
+
+    ``results["finished"]`` is False when a signal stopped the run early; a non-finite loss raises
+    TrainingError after writing results.json with the error.
+    """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(settings.seed)
+    if settings.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = set_up_devices(settings.trainer.strategy, settings.trainer.mixed_precision)
     dataset = load_dataset(settings.data)
     pipelines = ImagePipelines(dataset, settings.data, settings.seed)
@@ -49,14 +65,13 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         optimizer = build_optimizer(settings.optimizer, settings.trainer.mixed_precision)
         # Built now, not at the first step, so a checkpoint restores into existing variables.
         optimizer.build(model.trainable_variables)
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-
-    checkpoints = RunCheckpoints(run_dir / "checkpoints", _checkpoint_signature(settings),
-                                 settings.trainer.checkpoints_to_keep,
-                                 model=model, optimizer=optimizer, epoch=epoch, noise=model.noise)
-    resumed = checkpoints.restore_latest()
 
     writers = TensorBoardWriters(run_dir)
+    trainer = Trainer(model, optimizer, strategy, pipelines, settings.trainer, writers,
+                      checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=_checkpoint_signature(settings))
+    resumed = trainer.restore_latest(settings.optimizer.learning_rate)
+    record_session(run_dir)
+
     parameters = model.parameter_counts()
     if not resumed:
         writers.text("config", f"```yaml\n{config_yaml}\n```")
@@ -66,11 +81,6 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
              settings.model.name, parameters, pipelines.train_size, pipelines.test_size,
              pipelines.steps_per_epoch)
 
-    trainer = Trainer(model, optimizer, strategy, pipelines, settings.trainer, epoch, writers, checkpoints.save)
-    history = trainer.fit()
-    # A resumed run that had nothing left to train still reports its model's test figures.
-    test_metrics = history.epochs[-1].test if history.epochs else trainer.evaluator.evaluate(pipelines.test())
-
     results = {
         "model": settings.model.name,
         "data": settings.data.name,
@@ -79,13 +89,33 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         "learning_rate": settings.optimizer.learning_rate,
         "batch_size": settings.data.batch_size,
         "seed": settings.seed,
-        "epochs": int(epoch.numpy()),
-        "steps": trainer.step,
         "parameters": sum(parameters.values()),
-        "train_loss": history.epochs[-1].train["loss"] if history.epochs else None,
-        "images_per_second": history.epochs[-1].images_per_second if history.epochs else None,
-        **{f"test_{name}": value for name, value in test_metrics.items()},
     }
-    (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    try:
+        history = trainer.fit()
+    except TrainingError as err:
+        _write_results(run_dir, {**results, "finished": False, "error": str(err),
+                                 "epochs": int(trainer.epoch.numpy()), "steps": trainer.step})
+        raise
+
+    previous = _previous_results(run_dir)
+    last = history.epochs[-1] if history.epochs else None
+    # A resumed run that had nothing left to train still reports its model's test figures.
+    test_metrics = last.test if last else trainer.evaluator.evaluate(pipelines.test())
+    results.update({
+        "finished": history.stopped_by is None,
+        "epochs": int(trainer.epoch.numpy()),
+        "steps": trainer.step,
+        "train_loss": last.train["loss"] if last else previous.get("train_loss"),
+        "images_per_second": last.images_per_second if last else previous.get("images_per_second"),
+        **{f"test_{name}": value for name, value in test_metrics.items()},
+    })
+    if history.stopped_by:
+        results["stopped_by"] = history.stopped_by
+    _write_results(run_dir, results)
     writers.flush()
     return results
+
+
+def _write_results(run_dir: Path, results: dict) -> None:
+    write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import tensorflow as tf
@@ -69,6 +70,17 @@ class RunCheckpoints:
         return True
 
     def save(self, step: int) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / SIGNATURE_FILE).write_text(json.dumps(self.signature, indent=2))
+        """Save at ``step``. A kill at any moment leaves the previous checkpoint as the latest:
+        TensorFlow writes the new files first and then replaces the index file in one rename."""
+        signature = self.directory / SIGNATURE_FILE
+        if not signature.is_file():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_atomically(signature, json.dumps(self.signature, indent=2))
         return self.manager.save(checkpoint_number=step)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new, never a mix."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)

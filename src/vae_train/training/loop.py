@@ -2,7 +2,13 @@
 
 Each call into TensorFlow runs up to ``trainer.steps_per_execution`` steps in a graph-side loop,
 so Python's per-step cost is paid once per call. Between calls the loop checks the loss is
-finite, updates the progress bar and writes TensorBoard scalars.
+finite, honours a stop request, updates the progress bar, writes TensorBoard scalars and saves
+checkpoints.
+
+Everything a resumed run needs to continue exactly where the last one stopped is in the
+checkpoint: weights, optimizer state and step, epoch, the noise generator and the running sums
+of the current epoch's metrics. The data order is a function of (seed, epoch), so a run resumed
+mid-epoch skips the batches it already trained on.
 """
 
 from __future__ import annotations
@@ -12,19 +18,24 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_train.config import TrainerConfig
+from vae_train.config import OnNonFinite, TrainerConfig
 from vae_train.data.pipeline import ImagePipelines
-from vae_train.errors import TrainingError
+from vae_train.errors import CheckpointError, TrainingError
 from vae_train.evaluation import TERMS, Evaluator, metrics_from_sums, summed_terms
 from vae_train.models import Autoencoder
+from vae_train.training.checkpoints import RunCheckpoints
+from vae_train.training.interrupts import StopRequest
 from vae_train.training.summaries import TensorBoardWriters
 
 log = logging.getLogger(__name__)
+
+SUMS_SIZE = len(TERMS) + 1  # the terms' sums and the number of images
 
 
 @dataclass
@@ -39,6 +50,7 @@ class EpochRecord:
 @dataclass
 class History:
     epochs: list[EpochRecord] = field(default_factory=list)
+    stopped_by: str | None = None  # the signal's name when a stop was requested
 
 
 class Trainer:
@@ -49,21 +61,29 @@ class Trainer:
         strategy: tf.distribute.Strategy,
         pipelines: ImagePipelines,
         config: TrainerConfig,
-        epoch: tf.Variable,
         writers: TensorBoardWriters,
-        save_checkpoint: Callable[[int], str],
+        checkpoint_dir: Path,
+        checkpoint_signature: dict,
         epoch_end_hooks: Sequence[Callable[[EpochRecord], None]] = (),
+        stop: StopRequest | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy
         self.pipelines = pipelines
         self.config = config
-        self.epoch = epoch
         self.writers = writers
-        self.save_checkpoint = save_checkpoint
         # Run after each epoch's checkpoint, e.g. to log pictures; they must not change the weights.
         self.epoch_end_hooks = list(epoch_end_hooks)
+        self.stop = stop or StopRequest()
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Row 0: sums over the current epoch so far; row 1: since the last TensorBoard point.
+        self.running_sums = tf.Variable(np.zeros((2, SUMS_SIZE)), trainable=False, name="running_sums")
+        # The model's weights are listed explicitly: tf.train.Checkpoint does not track a Keras 3
+        # model's variables itself, and the optimizer's references cover only trainable ones.
+        self.checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature, config.checkpoints_to_keep,
+                                          model_weights=list(model.weights), optimizer=optimizer,
+                                          epoch=self.epoch, running_sums=self.running_sums, noise=model.noise)
         self.evaluator = Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
         self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = tf.function(self._distributed_steps)
@@ -72,7 +92,14 @@ class Trainer:
     def step(self) -> int:
         return int(self.optimizer.iterations.numpy())
 
-    def _train_step(self, images: tf.Tensor) -> tf.Tensor:
+    def restore_latest(self, learning_rate: float) -> bool:
+        """Resume from the newest checkpoint, if any, at the configured learning rate."""
+        restored = self.checkpoints.restore_latest()
+        # Keras checkpoints the learning rate; a resumed run must honour a changed setting.
+        self.optimizer.learning_rate = learning_rate
+        return restored
+
+    def _train_step(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             terms = self.model.loss_terms(images, training=True)
@@ -80,76 +107,134 @@ class Trainer:
             loss = tf.nn.compute_average_loss(terms["loss"], global_batch_size=self.pipelines.config.batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        return summed_terms(terms)
+        sums = summed_terms(terms)
+        if self.config.on_nan is not OnNonFinite.skip_batch:
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            return sums, tf.constant(0.0)
 
-    def _distributed_steps(self, iterator, num_steps: tf.Tensor) -> tf.Tensor:
-        sums = tf.zeros(len(TERMS) + 1)
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients]) & tf.math.is_finite(loss)
+        # Every replica must take the same branch, or their weights drift apart.
+        replicas_not_finite = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+        all_finite = replicas_not_finite == 0
+
+        def apply() -> tf.Tensor:
+            self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+            return tf.constant(0.0)
+
+        skipped = tf.cond(all_finite, apply, lambda: tf.constant(1.0))
+        # A skipped batch counts in no metric.
+        return tf.where(all_finite, sums, tf.zeros_like(sums)), skipped
+
+    def _distributed_steps(self, iterator, num_steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        sums = tf.zeros(SUMS_SIZE)
+        skipped = tf.constant(0.0)
         for _ in tf.range(num_steps):
-            per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
-            sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-        return sums
+            step_sums, step_skipped = self.strategy.run(self._replica_step, args=(next(iterator),))
+            sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, step_sums, axis=None)
+            # Every replica reports the same flag.
+            skipped += self.strategy.reduce(tf.distribute.ReduceOp.MEAN, step_skipped, axis=None)
+        return sums, skipped
 
     def _steps_until_next_stop(self, done: int, total: int) -> int:
-        """Steps to run in one call: never past the epoch's end or the next TensorBoard point."""
-        until_log = self.config.log_every_steps - self.step % self.config.log_every_steps
-        return min(self.config.steps_per_execution, total - done, until_log)
+        """Steps to run in one call: never past the epoch's end, a TensorBoard point or a checkpoint."""
+        limits = [self.config.steps_per_execution, total - done,
+                  self.config.log_every_steps - self.step % self.config.log_every_steps]
+        if self.config.checkpoint_every_steps:
+            limits.append(self.config.checkpoint_every_steps - self.step % self.config.checkpoint_every_steps)
+        return min(limits)
 
     def _check_finite(self, sums: np.ndarray) -> None:
         if not np.all(np.isfinite(sums)):
+            latest = self.checkpoints.latest or "none yet: the run starts from scratch"
             raise TrainingError(
                 f"The loss became non-finite (NaN or infinity) by step {self.step}; training stopped "
-                "and these weights were not saved. The latest checkpoint holds the last good "
-                "weights. The usual cause is a learning rate too high for this model: lower "
-                "optimizer.learning_rate or set optimizer.clipnorm."
+                f"and these weights were not saved. The last good checkpoint: {latest}. The usual "
+                "cause is a learning rate too high for this model: lower optimizer.learning_rate, set "
+                "optimizer.clipnorm, or set trainer.on_nan=skip_batch to skip such batches."
             )
 
-    def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
+    def _save(self, epoch_sums: np.ndarray, log_sums: np.ndarray) -> None:
+        self.running_sums.assign(np.stack([epoch_sums, log_sums]))
+        self.checkpoints.save(self.step)
+
+    def _first_step_of(self, epoch: int) -> int:
+        """Steps already taken in ``epoch``: non-zero only when resuming mid-epoch."""
         total = self.pipelines.steps_per_epoch
-        done = self.step - epoch * total  # > 0 only when resuming inside this epoch
+        done = self.step - epoch * total
+        if not 0 <= done <= total:
+            raise CheckpointError(
+                f"The checkpoint is at step {self.step} of epoch {epoch + 1}, which does not fit "
+                f"{total} steps per epoch: data.batch_size or the number of training examples changed "
+                "since it was saved. Resume with the original values or use another run folder."
+            )
+        return done
+
+    def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float] | None:
+        """Train one epoch; None when a stop was requested before its end."""
+        total = self.pipelines.steps_per_epoch
+        done = self._first_step_of(epoch)
+        epoch_sums, log_sums = (self.running_sums.numpy() if done else np.zeros((2, SUMS_SIZE)))
         dataset = self.pipelines.train(epoch).skip(done)
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
         interactive = self.config.progress_bar and sys.stdout.isatty()
         progress = keras.utils.Progbar(total, stateful_metrics=["loss"]) if interactive else None
-        epoch_sums = np.zeros(len(TERMS) + 1)
-        log_sums = np.zeros(len(TERMS) + 1)
+        images_before = epoch_sums[-1]
         start = time.perf_counter()
         while done < total:
+            if self.stop.requested:
+                self._save(epoch_sums, log_sums)
+                return None
             num_steps = self._steps_until_next_stop(done, total)
-            sums = self._run_steps(iterator, tf.constant(num_steps)).numpy()
+            sums, skipped = (value.numpy() for value in self._run_steps(iterator, tf.constant(num_steps)))
             self._check_finite(sums)
+            if skipped:
+                log.warning("Skipped %d batch(es) with a non-finite loss or gradient before step %d.",
+                            int(skipped), self.step)
             done += num_steps
             epoch_sums += sums
             log_sums += sums
             if self.step % self.config.log_every_steps == 0 or done == total:
                 self.writers.scalars("train", self.step, metrics_from_sums(log_sums, self.model.variational))
                 log_sums[:] = 0
+            if self.config.checkpoint_every_steps and self.step % self.config.checkpoint_every_steps == 0 \
+                    and done < total:
+                self._save(epoch_sums, log_sums)
             if progress is not None:
                 progress.update(done, values=[("loss", epoch_sums[0] / epoch_sums[-1])])
-        images_per_second = epoch_sums[-1] / (time.perf_counter() - start)
+        images_per_second = (epoch_sums[-1] - images_before) / (time.perf_counter() - start)
         return metrics_from_sums(epoch_sums, self.model.variational), images_per_second
 
     def fit(self) -> History:
         history = History()
-        first_epoch = int(self.epoch.numpy())
-        for epoch in range(first_epoch, self.config.epochs):
-            train_metrics, images_per_second = self._train_epoch(epoch)
-            test_metrics = self.evaluator.evaluate(self.pipelines.test())
-            self.epoch.assign(epoch + 1)
-            self.writers.scalars("train", self.step, {
-                "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
-                "images_per_second": images_per_second,
-                "epoch": epoch + 1,
-            })
-            self.writers.scalars("test", self.step, test_metrics)
-            self.writers.flush()
-            self.save_checkpoint(self.step)
-            record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second)
-            history.epochs.append(record)
-            for hook in self.epoch_end_hooks:
-                hook(record)
-            log.info("epoch %d/%d  step %d  train %s  test %s  %.0f images/s", epoch + 1, self.config.epochs,
-                     self.step, _format(train_metrics), _format(test_metrics), images_per_second)
+        with self.stop.installed():
+            for epoch in range(int(self.epoch.numpy()), self.config.epochs):
+                trained = self._train_epoch(epoch)
+                if trained is None:
+                    break
+                train_metrics, images_per_second = trained
+                test_metrics = self.evaluator.evaluate(self.pipelines.test())
+                self.epoch.assign(epoch + 1)
+                self.writers.scalars("train", self.step, {
+                    "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
+                    "images_per_second": images_per_second,
+                    "epoch": epoch + 1,
+                })
+                self.writers.scalars("test", self.step, test_metrics)
+                self.writers.flush()
+                self._save(np.zeros(SUMS_SIZE), np.zeros(SUMS_SIZE))
+                record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second)
+                history.epochs.append(record)
+                for hook in self.epoch_end_hooks:
+                    hook(record)
+                log.info("epoch %d/%d  step %d  train %s  test %s  %.0f images/s", epoch + 1, self.config.epochs,
+                         self.step, _format(train_metrics), _format(test_metrics), images_per_second)
+                if self.stop.requested:
+                    break
+        if self.stop.requested:
+            history.stopped_by = self.stop.signal_name
+            log.warning("Stopped by %s at step %d; the checkpoint is saved and the same command resumes.",
+                        history.stopped_by, self.step)
         return history
 
 

@@ -4,23 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
+
+SPLITS = ("train", "test")
 
 
 class TensorBoardWriters:
+    """One writer per split, opened at its first write: a run refused before training (a
+    mismatched checkpoint, bad data) leaves no empty event files behind."""
+
     def __init__(self, run_dir: Path):
-        root = Path(run_dir) / "tensorboard"
-        self.writers = {split: tf.summary.create_file_writer(str(root / split)) for split in ("train", "test")}
+        self.root = Path(run_dir) / "tensorboard"
+        self._writers: dict[str, tf.summary.SummaryWriter] = {}
+
+    def writer(self, split: str) -> tf.summary.SummaryWriter:
+        if split not in self._writers:
+            self._writers[split] = tf.summary.create_file_writer(str(self.root / split))
+        return self._writers[split]
 
     def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
-        with self.writers[split].as_default(step=step):
+        with self.writer(split).as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
 
+    def images(self, split: str, step: int, images: dict[str, np.ndarray]) -> None:
+        """One picture per name, each a ``(height, width, channels)`` uint8 array."""
+        with self.writer(split).as_default(step=step):
+            for name, image in images.items():
+                tf.summary.image(name, image[np.newaxis])
+
+    def histograms(self, split: str, step: int, values: dict[str, tf.Tensor]) -> None:
+        with self.writer(split).as_default(step=step):
+            for name, value in values.items():
+                tf.summary.histogram(name, value)
+
     def text(self, name: str, markdown: str, step: int = 0) -> None:
-        with self.writers["train"].as_default(step=step):
+        with self.writer("train").as_default(step=step):
             tf.summary.text(name, markdown)
 
     def flush(self) -> None:
-        for writer in self.writers.values():
+        for writer in self._writers.values():
             writer.flush()

@@ -1,0 +1,295 @@
+"""Reliability: kills and signals lose nothing, numerical faults stop cleanly, runs reproduce,
+and every kind of bad input gets one clear paragraph and a non-zero exit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import compose, make_idx_folder, tiny_overrides, write_idx
+from vae_train.config import to_settings
+from vae_train.errors import TrainingError
+from vae_train.models import build_model
+from vae_train.train import train
+from vae_train.training.interrupts import StopRequest
+
+CLI = [sys.executable, "-m", "vae_train.cli"]
+
+
+def cli_env() -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("VAE_TRAIN_DATA", None)
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def latest_step(run_dir: Path) -> int:
+    state = tf.train.get_checkpoint_state(str(run_dir / "checkpoints"))
+    return int(state.model_checkpoint_path.rsplit("-", 1)[1]) if state else 0
+
+
+def checkpoint_tensors(run_dir: Path) -> dict[str, np.ndarray]:
+    reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+@pytest.fixture(scope="module")
+def longer_data_dir(tmp_path_factory) -> Path:
+    """512 training images: 32 steps per epoch at batch 16, long enough to be interrupted."""
+    return make_idx_folder(tmp_path_factory.mktemp("longer") / "mnist", train=512, test=64, seed=5)
+
+
+def deterministic_overrides(data_dir: Path, epochs: int) -> list[str]:
+    return [*tiny_overrides(data_dir, batch_size=16), f"trainer.epochs={epochs}", "trainer.deterministic=true",
+            "trainer.checkpoint_every_steps=3", "trainer.log_every_steps=5", "model=conv_ae"]
+
+
+def test_killed_runs_resume_to_exactly_the_uninterrupted_result(longer_data_dir, tmp_path):
+    overrides = deterministic_overrides(longer_data_dir, epochs=3)
+    straight = tmp_path / "straight"
+    subprocess.run([*CLI, *overrides, f"hydra.run.dir={straight}"], env=cli_env(), check=True,
+                   capture_output=True, timeout=300)
+
+    killed = tmp_path / "killed"
+    rng = random.Random(7)
+    kills = 0
+    for target in sorted(rng.sample(range(3, 90), 3)):
+        process = subprocess.Popen([*CLI, *overrides, f"hydra.run.dir={killed}"], env=cli_env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while latest_step(killed) < target and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.05))  # anywhere: mid-step, mid-checkpoint-write, mid-evaluation
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait(timeout=60)
+    assert kills >= 2, "the run finished before it could be killed; the test lost its point"
+    subprocess.run([*CLI, *overrides, f"hydra.run.dir={killed}"], env=cli_env(), check=True,
+                   capture_output=True, timeout=300)
+
+    expected, resumed = (json.loads((d / "results.json").read_text()) for d in (straight, killed))
+    assert resumed["steps"] == expected["steps"] == 3 * 32
+    for key in ("train_loss", "test_loss", "test_reconstruction"):
+        assert resumed[key] == expected[key], key
+    expected_tensors, resumed_tensors = checkpoint_tensors(straight), checkpoint_tensors(killed)
+    assert expected_tensors.keys() == resumed_tensors.keys()
+    for name, value in expected_tensors.items():
+        np.testing.assert_array_equal(resumed_tensors[name], value, err_msg=name)
+
+
+def wait_for_checkpoint(run_dir: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while latest_step(run_dir) == 0:
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_marks_results_unfinished_and_resume_continues(
+        longer_data_dir, tmp_path, sent):
+    overrides = [*tiny_overrides(longer_data_dir, batch_size=16), "trainer.epochs=1000",
+                 "trainer.checkpoint_every_steps=2"]
+    process = subprocess.Popen([*CLI, *overrides, f"hydra.run.dir={tmp_path}"], env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_checkpoint(tmp_path, process)
+    process.send_signal(sent)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 128 + sent, stderr[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["finished"] is False and results["stopped_by"] == sent.name
+    assert latest_step(tmp_path) == results["steps"]  # the checkpoint is at the step it stopped at
+    assert "Traceback" not in stderr
+
+    # Finishing the interrupted epoch takes exactly the steps it had left: none repeated, none skipped.
+    finish = [*overrides[:-2], f"trainer.epochs={results['epochs'] + 1}"]
+    subprocess.run([*CLI, *finish, f"hydra.run.dir={tmp_path}"], env=cli_env(), check=True,
+                   capture_output=True, timeout=300)
+    finished = json.loads((tmp_path / "results.json").read_text())
+    assert finished["finished"] is True
+    assert finished["steps"] == (results["epochs"] + 1) * 32
+
+
+def test_a_second_signal_gets_the_default_action():
+    stop = StopRequest()
+    previous = signal.getsignal(signal.SIGINT)
+    with stop.installed():
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not stop.requested and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert stop.signal_name == "SIGINT"
+        # The next Ctrl-C terminates at once instead of waiting for the checkpoint.
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is previous
+
+
+def train_tiny(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
+    return train(to_settings(compose([*tiny_overrides(data_dir), *overrides])), run_dir)
+
+
+def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tiny_data_dir, tmp_path):
+    train_tiny(tiny_data_dir, tmp_path, "model=dense_ae", "optimizer=sgd")
+    good = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    with pytest.raises(TrainingError, match=rf"by step \d+.*{good}.*learning_rate") as error:
+        train_tiny(tiny_data_dir, tmp_path, "model=dense_ae", "optimizer=sgd", "optimizer.learning_rate=1e30",
+                   "trainer.epochs=3")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) == good
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["finished"] is False and results["error"] == str(error.value)
+
+
+def test_skip_batch_keeps_the_weights_finite(tiny_data_dir, tmp_path, caplog):
+    results = train_tiny(tiny_data_dir, tmp_path, "model=dense_ae", "optimizer=sgd", "optimizer.learning_rate=1e30",
+                         "trainer.on_nan=skip_batch")
+    assert results["finished"] is True
+    assert "Skipped" in caplog.text
+    weights = {name: value for name, value in checkpoint_tensors(tmp_path).items()
+               if name.startswith("model_weights/")}
+    assert weights and all(np.all(np.isfinite(value)) for value in weights.values())
+
+
+def test_clipnorm_bounds_each_update(tiny_data_dir, tmp_path):
+    settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "model=dense_ae", "optimizer=sgd",
+                                    "optimizer.momentum=0", "optimizer.learning_rate=1",
+                                    "optimizer.clipnorm=0.001", "data.max_train_examples=32"]))
+    keras.utils.set_random_seed(settings.seed)  # as train() does, so this is its initial model
+    initial = build_model(settings.model, settings.latent_dim, settings.seed).weights
+    train(settings, tmp_path)  # one step of 32 images
+    trained = checkpoint_tensors(tmp_path)
+    assert trained["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 1
+    moved = [np.linalg.norm(trained[f"model_weights/{index}/.ATTRIBUTES/VARIABLE_VALUE"] - weight.numpy())
+             for index, weight in enumerate(initial)]
+    # With learning rate 1 an unclipped step moves the weights by far more than 0.001.
+    assert all(0 < distance <= 0.001 * (1 + 1e-4) for distance in moved), moved
+
+
+def test_same_seed_gives_identical_loss_curves(tiny_data_dir, tmp_path):
+    overrides = ["trainer.deterministic=true", "trainer.log_every_steps=1", "trainer.epochs=2"]
+    first = train_tiny(tiny_data_dir, tmp_path / "a", *overrides)
+    second = train_tiny(tiny_data_dir, tmp_path / "b", *overrides)
+    from test_training import read_scalars
+
+    curves = [read_scalars(tmp_path / run / "tensorboard" / "train")["loss"] for run in ("a", "b")]
+    assert len(curves[0]) == 8 and curves[0] == curves[1]
+    assert first["test_loss"] == second["test_loss"]
+    third = train_tiny(tiny_data_dir, tmp_path / "c", *overrides, "seed=7")
+    assert third["test_loss"] != first["test_loss"]
+
+
+def test_run_info_records_versions_and_hardware_per_session(tiny_data_dir, tmp_path):
+    train_tiny(tiny_data_dir, tmp_path)
+    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=2")
+    sessions = json.loads((tmp_path / "run_info.json").read_text())["sessions"]
+    assert len(sessions) == 2
+    session = sessions[-1]
+    assert session["libraries"]["tensorflow"] == tf.__version__
+    assert session["vae_train"] and session["cpu_count"] == os.cpu_count() and session["cpu"]
+    assert "git_commit" in session and isinstance(session["gpus"], list)
+
+
+# --- the bad-input catalogue (README, Troubleshooting) -------------------------------------------
+
+
+def _damaged_copy(source: Path, target: Path, damage) -> Path:
+    make_idx_folder(target)  # same tiny files as the session dataset
+    damage(target)
+    return target
+
+
+def _truncate(folder: Path) -> None:
+    path = folder / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _wrong_magic(folder: Path) -> None:
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((4, 28, 28)), magic=0x00000801)
+
+
+def _wrong_size(folder: Path) -> None:
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((128, 32, 32)))
+
+
+def _missing_file(folder: Path) -> None:
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+
+
+CATALOGUE = {
+    # name: (overrides, data damage or None, a phrase the message must contain)
+    "unknown choice": (["model=nope"], None, "Available options in 'model'"),
+    "unknown key": (["model.nope=1"], None, "Key 'nope' not in"),
+    "wrong type": (["latent_dim=two"], None, "could not be converted to Integer"),
+    "latent_dim zero": (["latent_dim=0"], None, "latent_dim must be an integer in 1..4096"),
+    "latent_dim huge": (["latent_dim=1000000"], None, "latent_dim must be an integer in 1..4096"),
+    "batch size zero": (["data.batch_size=0"], None, "data.batch_size must be positive"),
+    "learning rate zero": (["optimizer.learning_rate=0"], None, "optimizer.learning_rate must be positive"),
+    "missing data folder": (["data.root=/nonexistent/mnist"], None, "/nonexistent/mnist does not exist"),
+    "missing file": ([], _missing_file, "lacks t10k-labels-idx1-ubyte.gz"),
+    "truncated gzip": ([], _truncate, "truncated"),
+    "wrong magic": ([], _wrong_magic, "magic number 0x00000801"),
+    "wrong image size": ([], _wrong_size, "32x32"),
+    "checksum mismatch": (["data.verify_checksums=true"], None, "Checksum mismatch"),
+    "checkpoint of another model": (["model=conv_ae", "latent_dim=3"], None,
+                                    "are from model cvae, latent_dim 2, but this run is model conv_ae, latent_dim 3"),
+    "multi_worker without TF_CONFIG": (["trainer.strategy=multi_worker"], None, "TF_CONFIG"),
+    "unwritable output folder": (["hydra.run.dir=/proc/vae-train-run"], None, "Cannot write the run folder"),
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_data_dir, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("finished")
+    subprocess.run([*CLI, *tiny_overrides(tiny_data_dir), f"hydra.run.dir={run_dir}"], env=cli_env(), check=True,
+                   capture_output=True, timeout=300)
+    return run_dir
+
+
+def fingerprint(run_dir: Path) -> dict[str, str]:
+    """Hashes of what a run produced. Not among them: Hydra's record of the latest invocation
+    (.hydra/) and the log, which only grows (checked separately)."""
+    return {str(path.relative_to(run_dir)): hashlib.md5(path.read_bytes()).hexdigest()
+            for path in sorted(run_dir.rglob("*"))
+            if path.is_file() and ".hydra" not in path.parts and path.suffix != ".log"}
+
+
+@pytest.mark.parametrize("case", list(CATALOGUE))
+def test_bad_input_gets_one_paragraph_and_a_non_zero_exit(case, finished_run, tiny_data_dir, tmp_path):
+    overrides, damage, phrase = CATALOGUE[case]
+    data_dir = _damaged_copy(tiny_data_dir, tmp_path / "mnist", damage) if damage else tiny_data_dir
+    before = fingerprint(finished_run)
+    log_before = (finished_run / "vae-train.log").read_text()
+    arguments = [*tiny_overrides(data_dir), *overrides]
+    if not any(argument.startswith("hydra.run.dir=") for argument in overrides):
+        arguments.append(f"hydra.run.dir={finished_run}")
+    result = subprocess.run([*CLI, *arguments], env=cli_env(), capture_output=True, text=True, timeout=300)
+
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert phrase in output
+    assert "Traceback" not in output
+    # One message, not a cascade (TensorFlow's own C++ start-up lines are not ours to count).
+    ours = [line for line in output.splitlines() if "][ERROR]" in line or phrase in line]
+    assert len(ours) == 1, output
+    assert fingerprint(finished_run) == before
+    assert (finished_run / "vae-train.log").read_text().startswith(log_before)
+
+
+def test_more_examples_asked_than_exist_is_a_warning(tiny_data_dir, tmp_path, caplog):
+    results = train_tiny(tiny_data_dir, tmp_path, "data.max_train_examples=1000000")
+    assert results["finished"] is True
+    assert "exceeds the 128 training examples" in caplog.text
