@@ -40,7 +40,8 @@ def test_shapes(name):
     assert model.decode(posterior.mean).shape == (4, 28, 28, 1)
     assert model(images).shape == (4, 28, 28, 1)
     terms = model.loss_terms(images, training=True)
-    assert {name: t.shape for name, t in terms.items()} == {"loss": (4,), "reconstruction": (4,), "kl": (4,)}
+    assert {name: t.shape for name, t in terms.items()} == {"loss": (4,), "reconstruction": (4,), "kl": (4,),
+                                                            "objective": (4,)}
 
 
 # Expected counts worked out by hand from the layer shapes in shared/reference/seed-models.md.

@@ -10,12 +10,17 @@ This module must not import TensorFlow: ``vae-train --help`` and ``--cfg job`` g
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vae_train.errors import ConfigError
 
@@ -31,6 +36,14 @@ def _require(condition: bool, message: str) -> None:
 
 def _require_positive(value: float | None, key: str) -> None:
     _require(value is None or value > 0, f"{key} must be positive, got {value}.")
+
+
+def _require_interval(values: list[float], key: str, within: tuple[float, float] | None = None) -> None:
+    """``values`` is ``[low, high]`` with low < high, strictly inside ``within`` if given."""
+    lowest, highest = within or (-math.inf, math.inf)
+    bounds = f" inside ({lowest}, {highest})" if within else ""
+    _require(len(values) == 2 and lowest < values[0] < values[1] < highest,
+             f"{key} must be [low, high] with low < high{bounds}, got {values}.")
 
 
 class Binarize(Enum):
@@ -53,6 +66,24 @@ class ReconstructionLoss(Enum):
     mse = "mse"  # squared error of sigmoid(logits), summed over pixels
 
 
+class Reduction(Enum):
+    """How the training objective reduces a loss term over its pixels or latent dimensions.
+
+    Reported figures are always summed (nats per image); this changes only what is optimized.
+    """
+
+    sum = "sum"
+    mean = "mean"
+
+
+class DataSplit(Enum):
+    """Which images train the model and which are evaluated as the "test" set."""
+
+    standard = "standard"  # the published training and test sets
+    validation = "validation"  # the last data.validation_size training images are held out and evaluated
+    combined = "combined"  # train on training + test images; the test set is evaluated but not held out
+
+
 @dataclass
 class DataConfig:
     name: str = MISSING
@@ -64,12 +95,15 @@ class DataConfig:
     max_test_examples: int | None = None
     binarize: Binarize = Binarize.none
     shuffle_buffer: int | None = None
+    split: DataSplit = DataSplit.standard
+    validation_size: int = 5000
 
     def __post_init__(self) -> None:
         _require_positive(self.batch_size, "data.batch_size")
         _require_positive(self.max_train_examples, "data.max_train_examples")
         _require_positive(self.max_test_examples, "data.max_test_examples")
         _require_positive(self.shuffle_buffer, "data.shuffle_buffer")
+        _require_positive(self.validation_size, "data.validation_size")
 
 
 @dataclass
@@ -78,6 +112,8 @@ class ModelConfig:
 
     name: str = MISSING
     reconstruction_loss: ReconstructionLoss = ReconstructionLoss.bernoulli
+    # In the training objective only: mean over pixels is the Keras binary cross-entropy (recipe B).
+    reconstruction_reduction: Reduction = Reduction.sum
 
 
 @dataclass
@@ -114,10 +150,67 @@ class ConvAEConfig(ModelConfig):
 @dataclass
 class ConvVAEConfig(ConvAEConfig):
     beta: float = 1.0
+    # In the training objective only: mean over latent dimensions is the Keras VAE example (recipe C).
+    kl_reduction: Reduction = Reduction.sum
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}.")
+
+
+class ManifoldKind(Enum):
+    """Where the manifold picture's grid of latent points lies (latent_dim 2)."""
+
+    quantiles = "quantiles"  # evenly spaced quantiles of N(0, 1) on each axis (recipe A)
+    square = "square"  # evenly spaced points of an interval on each axis (recipe C)
+
+
+class Projection(Enum):
+    """How the latent scatter shows codes of more than two dimensions."""
+
+    pca = "pca"  # onto the two principal components
+    first_two = "first_two"  # the first two coordinates
+
+
+class ExtraMetric(Enum):
+    """Test-set figures some recipes define besides the losses, reported under their own names."""
+
+    rounded_accuracy = "rounded_accuracy"  # share of pixels with round(image) == round(reconstruction) (B)
+
+
+@dataclass
+class ManifoldConfig:
+    kind: ManifoldKind = ManifoldKind.quantiles
+    size: int = 20  # points per axis; 0: no manifold picture
+    quantile_range: list[float] = field(default_factory=lambda: [0.05, 0.95])
+    square_range: list[float] = field(default_factory=lambda: [-2.0, 2.0])
+
+    def __post_init__(self) -> None:
+        _require(self.size >= 0, f"evaluation.manifold.size must be >= 0, got {self.size}.")
+        _require_interval(self.quantile_range, "evaluation.manifold.quantile_range", within=(0.0, 1.0))
+        _require_interval(self.square_range, "evaluation.manifold.square_range")
+
+
+@dataclass
+class EvaluationConfig:
+    """Pictures in TensorBoard, extra test figures, and the importance-weighted likelihood."""
+
+    every_n_epochs: int = 1
+    reconstructions: int = 8
+    samples: int = 16
+    manifold: ManifoldConfig = field(default_factory=ManifoldConfig)
+    projection: Projection = Projection.pca
+    code_examples: int | None = None
+    projector: bool = True
+    histograms: bool = False
+    iw_samples: int = 50
+    metrics: list[ExtraMetric] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _require_positive(self.every_n_epochs, "evaluation.every_n_epochs")
+        for key in ("reconstructions", "samples", "code_examples", "iw_samples"):
+            value = getattr(self, key)
+            _require(value is None or value >= 0, f"evaluation.{key} must be >= 0, got {value}.")
 
 
 @dataclass
@@ -182,6 +275,7 @@ class Config:
     model: Any = MISSING
     optimizer: Any = MISSING
     trainer: TrainerConfig = MISSING
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     latent_dim: int = 2
     seed: int = 42
 
@@ -210,3 +304,25 @@ def to_settings(cfg: DictConfig) -> Config:
     settings = OmegaConf.to_object(cfg)
     assert isinstance(settings, Config)
     return settings
+
+
+def load_saved_settings(path: Path, overrides: Sequence[str] = ()) -> Config:
+    """The typed settings of a saved config (a run folder's ``.hydra/config.yaml``).
+
+    ``overrides`` are ``key=value`` strings applied on top. The saved values are merged onto
+    today's schemas, so a key added since the run took its default.
+    """
+    try:
+        saved = OmegaConf.load(path)
+        saved = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
+        schema = OmegaConf.structured(Config)
+        for key, group in (("model", "schema/model"), ("optimizer", "schema/optimizer")):
+            name = OmegaConf.select(saved, f"{key}.name")
+            if name not in _GROUP_SCHEMAS[group]:
+                raise ConfigError(f"{path} names {key} {name!r}, which is not one of "
+                                  f"{', '.join(_GROUP_SCHEMAS[group])}.")
+            schema[key] = OmegaConf.structured(_GROUP_SCHEMAS[group][name])
+        return to_settings(OmegaConf.merge(schema, saved))
+    except (OSError, yaml.YAMLError, OmegaConfBaseException, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise ConfigError(f"Cannot use the config {path}: {reason}") from err

@@ -13,6 +13,7 @@ import tensorflow as tf
 from vae_train.config import Config
 from vae_train.data.pipeline import ImagePipelines, load_dataset
 from vae_train.errors import TrainingError
+from vae_train.evaluation import Evaluator, likelihood_figures
 from vae_train.models import build_model
 from vae_train.run_info import record_session
 from vae_train.training.checkpoints import write_atomically
@@ -67,8 +68,10 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         optimizer.build(model.trainable_variables)
 
     writers = TensorBoardWriters(run_dir)
+    evaluator = Evaluator(model, strategy, settings.trainer.jit_compile, settings.seed, settings.evaluation.metrics)
     trainer = Trainer(model, optimizer, strategy, pipelines, settings.trainer, writers,
-                      checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=_checkpoint_signature(settings))
+                      checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=_checkpoint_signature(settings),
+                      evaluator=evaluator)
     resumed = trainer.restore_latest(settings.optimizer.learning_rate)
     record_session(run_dir)
 
@@ -112,6 +115,8 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     })
     if history.stopped_by:
         results["stopped_by"] = history.stopped_by
+    else:  # a stopped run skips this, to exit within a scheduler's grace period
+        results.update(likelihood_figures(model, pipelines.test(), settings.evaluation.iw_samples, settings.seed))
     _write_results(run_dir, results)
     writers.flush()
     return results

@@ -8,20 +8,21 @@ uninterrupted one, and no two epochs see the same draw.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from vae_train.config import Binarize, DataConfig
+from vae_train.config import Binarize, DataConfig, DataSplit
 from vae_train.data.idx import read_images, read_labels
 from vae_train.data.sources import get_spec, locate_files
 from vae_train.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-# The test split's dynamic binarization is drawn once, as if it were this epoch.
-_TEST_SET_EPOCH = 2**31 - 1
+# A split read in order has its dynamic binarization drawn once, as if it were this epoch.
+_IN_ORDER_EPOCHS = {"test": 2**31 - 1, "train": 2**31 - 2}
 
 
 @dataclass
@@ -35,7 +36,29 @@ class ImageDataset:
     name: str
     class_names: tuple[str, ...]
     train: Split
-    test: Split
+    test: Split  # the evaluated split: the test set, or the validation images held out
+
+
+def _concatenate(first: Split, second: Split) -> Split:
+    return Split(np.concatenate([first.images, second.images]), np.concatenate([first.labels, second.labels]))
+
+
+def _hold_out_validation(train: Split, size: int) -> tuple[Split, Split]:
+    if size >= len(train.images):
+        raise ConfigError(
+            f"data.validation_size={size} leaves no training images of the {len(train.images)}; "
+            "lower it or use data.split=standard."
+        )
+    cut = len(train.images) - size
+    return Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:])
+
+
+# (published training set, published test set, config) -> (images to train on, images to evaluate).
+SPLITS: dict[DataSplit, Callable[[Split, Split, DataConfig], tuple[Split, Split]]] = {
+    DataSplit.standard: lambda train, test, config: (train, test),
+    DataSplit.validation: lambda train, test, config: _hold_out_validation(train, config.validation_size),
+    DataSplit.combined: lambda train, test, config: (_concatenate(train, test), test),
+}
 
 
 def _limit(split: Split, limit: int | None, what: str, key: str) -> Split:
@@ -62,6 +85,7 @@ def load_dataset(config: DataConfig) -> ImageDataset:
     files = locate_files(config.name, config.root, config.cache_dir, config.verify_checksums)
     train = _read_split(files["train_images"], files["train_labels"])
     test = _read_split(files["test_images"], files["test_labels"])
+    train, test = SPLITS[config.split](train, test, config)
     train = _limit(train, config.max_train_examples, "training", "data.max_train_examples")
     test = _limit(test, config.max_test_examples, "test", "data.max_test_examples")
     if len(train.images) < config.batch_size:
@@ -121,5 +145,12 @@ class ImagePipelines:
 
     def test(self) -> tf.data.Dataset:
         """The whole test split in order; a dynamic binarization uses one fixed draw."""
-        batches = self._test.batch(self.config.batch_size).map(_to_unit_interval, num_parallel_calls=tf.data.AUTOTUNE)
-        return self._finish(batches, _TEST_SET_EPOCH)
+        return self.in_order("test")
+
+    def in_order(self, split: str, batch_size: int | None = None) -> tf.data.Dataset:
+        """All of ``split`` ("train" or "test") in file order, for evaluation and encoding; a dynamic
+        binarization uses one fixed draw per split."""
+        images = {"train": self._train, "test": self._test}[split]
+        batches = (images.batch(batch_size or self.config.batch_size)
+                   .map(_to_unit_interval, num_parallel_calls=tf.data.AUTOTUNE))
+        return self._finish(batches, _IN_ORDER_EPOCHS[split])

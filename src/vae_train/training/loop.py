@@ -66,6 +66,7 @@ class Trainer:
         checkpoint_signature: dict,
         epoch_end_hooks: Sequence[Callable[[EpochRecord], None]] = (),
         stop: StopRequest | None = None,
+        evaluator: Evaluator | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -84,7 +85,7 @@ class Trainer:
         self.checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature, config.checkpoints_to_keep,
                                           model_weights=list(model.weights), optimizer=optimizer,
                                           epoch=self.epoch, running_sums=self.running_sums, noise=model.noise)
-        self.evaluator = Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
+        self.evaluator = evaluator or Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
         self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = tf.function(self._distributed_steps)
 
@@ -104,7 +105,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             terms = self.model.loss_terms(images, training=True)
             # Divides by the global batch, so summing gradients over replicas gives the mean.
-            loss = tf.nn.compute_average_loss(terms["loss"], global_batch_size=self.pipelines.config.batch_size)
+            loss = tf.nn.compute_average_loss(terms["objective"], global_batch_size=self.pipelines.config.batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
         sums = summed_terms(terms)
