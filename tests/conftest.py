@@ -79,3 +79,28 @@ def compose(overrides: list[str] | None = None, return_hydra_config: bool = Fals
     register_schemas()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose("config", overrides=overrides or [], return_hydra_config=return_hydra_config)
+
+
+# The finished run that the picture and evaluation tests share: three epochs of 4 steps, pictures
+# after epochs 2 and 3, with histograms, the projector and a 20-sample likelihood bound.
+FINISHED_RUN_OVERRIDES = [
+    "trainer.epochs=3", "evaluation.every_n_epochs=2", "evaluation.reconstructions=6", "evaluation.samples=9",
+    "evaluation.manifold.size=5", "evaluation.code_examples=40", "evaluation.histograms=true",
+    "evaluation.iw_samples=20",
+]
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_data_dir, tmp_path_factory) -> tuple[Path, dict]:
+    """A cvae run folder as ``vae-train`` leaves it (with the saved config Hydra writes), and its
+    results. Read-only: tests that change a run copy it."""
+    from omegaconf import OmegaConf
+
+    from vae_train.config import to_settings
+    from vae_train.train import train
+
+    run_dir = tmp_path_factory.mktemp("finished_run")
+    cfg = compose([*tiny_overrides(tiny_data_dir), *FINISHED_RUN_OVERRIDES])
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    return run_dir, train(to_settings(cfg), run_dir)

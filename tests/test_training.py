@@ -24,7 +24,8 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     accumulator = EventAccumulator(str(folder), size_guidance={"tensors": 0})
     accumulator.Reload()
     return {tag: [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in accumulator.Tensors(tag)]
-            for tag in accumulator.Tags()["tensors"] if tag not in ("config", "model")}
+            for tag in accumulator.Tags()["tensors"]
+            if accumulator.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
 
 
 def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:

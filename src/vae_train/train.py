@@ -14,7 +14,9 @@ from vae_train.config import Config
 from vae_train.data.pipeline import ImagePipelines, load_dataset
 from vae_train.errors import TrainingError
 from vae_train.evaluation import Evaluator, likelihood_figures
+from vae_train.export import EXPORT_DIR, export_models
 from vae_train.models import build_model
+from vae_train.pictures import TensorBoardPictures
 from vae_train.run_info import record_session
 from vae_train.training.checkpoints import write_atomically
 from vae_train.training.devices import set_up_devices
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
 
 
-def _checkpoint_signature(settings: Config) -> dict:
+def checkpoint_signature(settings: Config) -> dict:
     """What must match for a checkpoint to be restorable into this run's model."""
     return {"model": settings.model.name, "latent_dim": settings.latent_dim}
 
@@ -68,10 +70,12 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         optimizer.build(model.trainable_variables)
 
     writers = TensorBoardWriters(run_dir)
+    pictures = TensorBoardPictures.for_run(model, pipelines.test(), dataset.test.labels, dataset.class_names,
+                                           settings.evaluation, writers, settings.trainer.epochs, settings.seed)
     evaluator = Evaluator(model, strategy, settings.trainer.jit_compile, settings.seed, settings.evaluation.metrics)
     trainer = Trainer(model, optimizer, strategy, pipelines, settings.trainer, writers,
-                      checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=_checkpoint_signature(settings),
-                      evaluator=evaluator)
+                      checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=checkpoint_signature(settings),
+                      epoch_end_hooks=[pictures], evaluator=evaluator)
     resumed = trainer.restore_latest(settings.optimizer.learning_rate)
     record_session(run_dir)
 
@@ -115,8 +119,9 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     })
     if history.stopped_by:
         results["stopped_by"] = history.stopped_by
-    else:  # a stopped run skips this, to exit within a scheduler's grace period
+    else:  # a stopped run skips these, to exit within a scheduler's grace period
         results.update(likelihood_figures(model, pipelines.test(), settings.evaluation.iw_samples, settings.seed))
+        export_models(model, run_dir / EXPORT_DIR)
     _write_results(run_dir, results)
     writers.flush()
     return results

@@ -52,13 +52,19 @@ class RunCheckpoints:
                 "overrides the checkpoints were trained with."
             )
 
-    def restore_latest(self) -> bool:
-        """Restore the newest checkpoint if there is one; returns whether it did."""
+    def restore_latest(self, partial: bool = False) -> bool:
+        """Restore the newest checkpoint if there is one; returns whether it did.
+
+        ``partial``: these trackables are only part of what was saved (say, to evaluate the model),
+        so the rest of the checkpoint is left unread without a warning.
+        """
         if self.latest is None:
             return False
         self._check_signature()
         try:
-            self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+            status = self.checkpoint.restore(self.latest).assert_existing_objects_matched()
+            if partial:
+                status.expect_partial()
         # TensorFlow signals a damaged or foreign checkpoint with many exception types
         # (IndexError for a short read, ValueError for shapes, OpError, AssertionError...).
         except Exception as err:

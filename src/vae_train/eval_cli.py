@@ -1,0 +1,76 @@
+"""``vae-eval``: evaluate a run folder's latest checkpoint, write pictures and, on request, codes.
+
+TensorFlow is imported only once the arguments are parsed, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from vae_train.config import Config, load_saved_settings
+from vae_train.errors import ConfigError, VaeTrainError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SAVED_CONFIG = ".hydra/config.yaml"
+
+EXAMPLES = """\
+examples:
+  vae-eval outputs/runs/2026-11-22/10-31-07
+  vae-eval outputs/runs/2026-11-22/10-31-07 evaluation.iw_samples=500
+  vae-eval outputs/runs/2026-11-22/10-31-07 --encode train --encode test
+  vae-eval outputs/multirun/2026-11-22/11-00-00/3 data.root=/data/mnist --output /tmp/eval
+
+Writes into <run>/eval/ (or --output): metrics.json (test figures of the latest checkpoint, in
+nats per image; VAEs also test_nll_iw), test_reconstruction_errors.npy (per test image: an
+anomaly score), reconstructions.png, samples.png (VAEs), manifold.png (2-D codes),
+latent_scatter.png, and with --encode SPLIT codes_SPLIT.npy and labels_SPLIT.npy.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="vae-eval", description="Evaluate the latest checkpoint of a vae-train run folder on its test set.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a run folder written by vae-train")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="changes to the run's saved config, e.g. evaluation.iw_samples=500 or data.root=<folder>")
+    parser.add_argument("--encode", action="append", choices=("train", "test"), default=[], metavar="SPLIT",
+                        help="also write the codes of this split (train or test; repeatable) as codes_SPLIT.npy")
+    parser.add_argument("--output", type=Path, default=None, help="folder for the results (default: <run_dir>/eval)")
+    return parser.parse_args(argv)
+
+
+def run_settings(run_dir: Path, overrides: list[str]) -> Config:
+    """The typed settings a run folder was trained with, plus ``overrides``."""
+    saved = Path(run_dir) / SAVED_CONFIG
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir} is not a folder. Pass the folder of one vae-train run, e.g. "
+                          "outputs/runs/<date>/<time>, or for a multirun one of its numbered job folders.")
+    if not saved.is_file():
+        raise ConfigError(f"{run_dir} is not a vae-train run folder: it has no {SAVED_CONFIG}, the config "
+                          "vae-train saves when a run starts. Pass the folder of one run, e.g. "
+                          "outputs/runs/<date>/<time>, or for a multirun one of its numbered job folders.")
+    return load_saved_settings(saved, overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    try:
+        settings = run_settings(args.run_dir, args.overrides)
+        from vae_train.eval_run import evaluate_run  # heavy: TensorFlow
+
+        evaluate_run(settings, args.run_dir, encode_splits=args.encode, output=args.output)
+    except VaeTrainError as err:
+        print(f"vae-eval: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Evaluating a run folder, the work behind ``vae-eval``: rebuild the model from the run's saved
+config, restore its latest checkpoint, and write the test figures, pictures and codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_train.config import Config
+from vae_train.data.pipeline import ImagePipelines, load_dataset
+from vae_train.errors import CheckpointError
+from vae_train.evaluation import Evaluator, encode, likelihood_figures, reconstruction_errors
+from vae_train.models import Autoencoder, build_model
+from vae_train.pictures import ENCODE_BATCH, Pictures, write_png
+from vae_train.train import checkpoint_signature
+from vae_train.training.checkpoints import RunCheckpoints
+from vae_train.training.devices import set_up_devices
+from vae_train.training.optimizers import build_optimizer
+
+log = logging.getLogger(__name__)
+
+EVAL_DIR = "eval"
+METRICS_FILE = "metrics.json"
+SCORES_FILE = "test_reconstruction_errors.npy"
+
+
+def restore_model(settings: Config, run_dir: Path) -> tuple[Autoencoder, dict]:
+    """The run's model with the weights of its latest checkpoint, and where they came from."""
+    checkpoint_dir = Path(run_dir) / "checkpoints"
+    model = build_model(settings.model, settings.latent_dim, settings.seed)
+    # The optimizer is rebuilt as in training for its step counter; the trainer's running sums are left.
+    optimizer = build_optimizer(settings.optimizer, settings.trainer.mixed_precision)
+    optimizer.build(model.trainable_variables)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature(settings), settings.trainer.checkpoints_to_keep,
+                                 model=model, optimizer=optimizer, epoch=epoch, noise=model.noise)
+    if checkpoints.latest is None:
+        raise CheckpointError(
+            f"{run_dir} has no checkpoint in {checkpoint_dir}: the run stopped before its first one was "
+            f"saved. Train it first (vae-train hydra.run.dir={run_dir} with the run's overrides)."
+        )
+    checkpoints.restore_latest(partial=True)
+    return model, {"checkpoint": checkpoints.latest, "epoch": int(epoch.numpy()),
+                   "steps": int(optimizer.iterations.numpy())}
+
+
+def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tuple[str, ...] = (),
+                 output: Path | None = None) -> dict:
+    """Evaluate ``run_dir``'s latest checkpoint on its test set; returns what metrics.json holds."""
+    run_dir = Path(run_dir)
+    output = Path(output) if output is not None else run_dir / EVAL_DIR
+    keras.utils.set_random_seed(settings.seed)
+    strategy = set_up_devices("one_device", settings.trainer.mixed_precision)
+    dataset = load_dataset(settings.data)
+    pipelines = ImagePipelines(dataset, settings.data, settings.seed)
+    model, origin = restore_model(settings, run_dir)
+    # The run's own batches: the posterior samples drawn then depend on them, so the figures of
+    # the training run's last epoch come out again.
+    test = pipelines.test()
+
+    figures = Evaluator(model, strategy, seed=settings.seed, metrics=settings.evaluation.metrics).evaluate(test)
+    results = {
+        "run_dir": str(run_dir),
+        **origin,
+        "model": settings.model.name,
+        "data": settings.data.name,
+        "data_split": settings.data.split.value,
+        "latent_dim": settings.latent_dim,
+        "test_images": pipelines.test_size,
+        **{f"test_{name}": value for name, value in figures.items()},
+        **likelihood_figures(model, test, settings.evaluation.iw_samples, settings.seed),
+    }
+
+    output.mkdir(parents=True, exist_ok=True)
+    np.save(output / SCORES_FILE, reconstruction_errors(model, test))
+    pictures = Pictures.from_dataset(model, test, dataset.test.labels, dataset.class_names, settings.evaluation,
+                                     settings.seed)
+    for name, picture in pictures.render().items():
+        write_png(output / f"{name}.png", picture)
+    splits = {"train": dataset.train, "test": dataset.test}
+    for split in encode_splits:
+        np.save(output / f"codes_{split}.npy", encode(model, pipelines.in_order(split, ENCODE_BATCH)))
+        np.save(output / f"labels_{split}.npy", splits[split].labels)
+    (output / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+
+    shown = ("test_loss", "test_elbo", "test_nll_iw", "test_recipe_loss", "test_rounded_accuracy")
+    log.info("Evaluated %s (epoch %d, step %d): %s. Results in %s.", origin["checkpoint"], origin["epoch"],
+             origin["steps"], ", ".join(f"{key}={results[key]:.4g}" for key in shown if key in results), output)
+    return results

@@ -1,0 +1,227 @@
+"""A finished run: the importance-weighted likelihood, the exported models, ``vae-eval`` on a run
+folder, and reconstruction errors as anomaly scores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from omegaconf import OmegaConf
+
+from conftest import compose, synthetic_digits, tiny_overrides
+from vae_train.config import to_settings
+from vae_train.data.pipeline import ImagePipelines, load_dataset
+from vae_train.eval_cli import main as vae_eval_main
+from vae_train.eval_cli import run_settings
+from vae_train.eval_run import evaluate_run, restore_model
+from vae_train.evaluation import importance_weighted_nll, reconstruction_errors
+from vae_train.train import train
+
+
+@pytest.fixture(scope="module")
+def vae(finished_run):
+    run_dir, _ = finished_run
+    model, _ = restore_model(run_settings(run_dir, []), run_dir)
+    return model
+
+
+@pytest.fixture(scope="module")
+def test_batches(tiny_data_dir) -> tf.data.Dataset:
+    """The 64 test images in two batches of 32, as the run evaluated them."""
+    settings = to_settings(compose(tiny_overrides(tiny_data_dir)))
+    return ImagePipelines(load_dataset(settings.data), settings.data, seed=0).test()
+
+
+# --- the importance-weighted likelihood --------------------------------------------------------
+
+
+def test_mean_log_weight_is_the_elbo(vae, test_batches):
+    """The log weights' mean over samples estimates the ELBO, as the losses do with many draws."""
+    images = next(iter(test_batches))[:16]
+    log_weights = vae.log_importance_weights(images, tf.random.Generator.from_seed(3).normal([200, 16, 2]))
+    terms = vae.loss_terms(tf.tile(images, [200, 1, 1, 1]), noise=tf.random.Generator.from_seed(4))
+    elbo = -tf.reduce_mean(tf.reshape(terms["reconstruction"] + terms["kl"], [200, 16]), axis=0)
+    mean_log_weight = tf.reduce_mean(log_weights, axis=0)
+    np.testing.assert_allclose(mean_log_weight, elbo, rtol=0.02)
+    assert float(tf.reduce_mean(mean_log_weight)) == pytest.approx(float(tf.reduce_mean(elbo)), rel=0.005)
+
+
+def test_one_sample_estimate_matches_minus_elbo(vae, finished_run, test_batches):
+    _, results = finished_run
+    estimates = [importance_weighted_nll(vae, test_batches, 1, seed=seed) for seed in range(5)]
+    assert np.mean(estimates) == pytest.approx(-results["test_elbo"], rel=0.01)
+
+
+def test_estimate_tightens_as_samples_grow_and_stays_below_minus_elbo(vae, finished_run, test_batches):
+    _, results = finished_run
+    nll = {k: importance_weighted_nll(vae, test_batches, k, seed=0) for k in (1, 10, 50, 100)}
+    assert nll[100] < nll[10] < nll[1]
+    assert nll[50] <= nll[1]
+    assert nll[50] < -results["test_elbo"]
+    assert importance_weighted_nll(vae, test_batches, 10, seed=0) == nll[10]  # seeded
+
+
+def test_estimate_does_not_depend_on_the_chunk_size(vae, test_batches, monkeypatch):
+    whole = importance_weighted_nll(vae, test_batches, 16, seed=0)
+    monkeypatch.setattr("vae_train.evaluation.IW_DECODES_PER_CALL", 96)  # three samples of 32 images per call
+    chunked = importance_weighted_nll(vae, test_batches, 16, seed=0)
+    assert chunked == pytest.approx(whole, rel=1e-6)
+
+
+def test_results_report_the_likelihood_bound(finished_run):
+    _, results = finished_run
+    assert results["iw_samples"] == 20
+    assert results["test_nll_iw"] < -results["test_elbo"]
+
+
+# --- the exported models -----------------------------------------------------------------------
+
+
+LOADER = textwrap.dedent("""
+    import sys
+
+    class RefuseVaeTrain:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "vae_train":
+                raise ImportError("the export must load without vae_train")
+
+    sys.meta_path.insert(0, RefuseVaeTrain())
+    import keras
+    import numpy as np
+
+    export, work = sys.argv[1:]
+    encoder = keras.saving.load_model(f"{export}/encoder.keras")
+    decoder = keras.saving.load_model(f"{export}/decoder.keras")
+    mean, log_variance = encoder.predict(np.load(f"{work}/images.npy"), verbose=0)
+    np.save(f"{work}/mean.npy", mean)
+    np.save(f"{work}/probabilities.npy", decoder.predict(mean, verbose=0))
+    assert "vae_train" not in sys.modules
+    print("loaded", encoder.name, decoder.name)
+""")
+
+
+def test_export_loads_with_plain_keras_in_a_python_without_the_package(finished_run, vae, tmp_path):
+    run_dir, _ = finished_run
+    images = synthetic_digits(5, seed=9)[0][..., None].astype(np.float32) / 255.0
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run([sys.executable, "-c", LOADER, str(run_dir / "export"), str(tmp_path)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loaded encoder decoder" in result.stdout
+    mean = vae.posterior(tf.constant(images)).mean
+    np.testing.assert_allclose(np.load(tmp_path / "mean.npy"), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy"), tf.sigmoid(vae.decode(mean)),
+                               rtol=1e-5, atol=1e-6)
+
+
+# --- vae-eval ----------------------------------------------------------------------------------
+
+
+def test_vae_eval_command_writes_metrics_pictures_and_codes(finished_run, tmp_path):
+    run_dir, results = finished_run
+    output = tmp_path / "eval"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-m", "vae_train.eval_cli", str(run_dir), "--encode", "test",
+                             "--encode", "train", "--output", str(output)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Evaluated" in result.stderr and "unrestored" not in result.stderr
+
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["epoch"] == 3 and metrics["steps"] == results["steps"] == 12
+    assert metrics["checkpoint"].endswith("ckpt-12")
+    # The same checkpoint, batches and seed give the training run's own test figures.
+    for key in ("test_loss", "test_reconstruction", "test_kl", "test_elbo", "test_nll_iw"):
+        assert metrics[key] == pytest.approx(results[key], rel=1e-5), key
+    assert metrics["iw_samples"] == 20 and metrics["test_images"] == 64
+
+    pictures = {path.stem: tf.io.decode_png(tf.io.read_file(str(path))).numpy() for path in output.glob("*.png")}
+    assert set(pictures) == {"reconstructions", "samples", "manifold", "latent_scatter"}
+    assert pictures["reconstructions"].shape == (58, 6 * 28 + 5 * 2, 1)
+    assert pictures["samples"].shape == (3 * 28 + 2 * 2,) * 2 + (1,)
+    assert pictures["manifold"].shape == (5 * 28, 5 * 28, 1)
+    assert pictures["latent_scatter"].shape == (550, 750, 3)
+
+    assert np.load(output / "codes_test.npy").shape == (64, 2)
+    assert np.load(output / "codes_train.npy").shape == (128, 2)
+    assert np.load(output / "labels_train.npy").shape == (128,)
+    scores = np.load(output / "test_reconstruction_errors.npy")
+    assert scores.shape == (64,) and np.all(scores > 0)
+
+
+def test_vae_eval_applies_overrides_to_the_saved_config(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    settings = run_settings(run_dir, ["evaluation.iw_samples=0", "evaluation.samples=0"])
+    metrics = evaluate_run(settings, run_dir, output=tmp_path)
+    assert "test_nll_iw" not in metrics and not (tmp_path / "samples.png").exists()
+    assert (tmp_path / "reconstructions.png").exists()
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("missing", "is not a folder"),
+    ("not_a_run", "is not a vae-train run folder"),
+    ("other_model", "model cvae, latent_dim 2, but this run is model cvae, latent_dim 3"),
+    ("other_layers", "Cannot restore"),
+    ("no_checkpoint", "has no checkpoint"),
+    ("bad_override", "evaluation.nope"),
+])
+def test_vae_eval_refuses_bad_input_in_one_paragraph(finished_run, tmp_path, capsys, case, expected):
+    run_dir, _ = finished_run
+    fresh = tmp_path / "fresh"
+    (fresh / ".hydra").mkdir(parents=True)
+    (fresh / ".hydra" / "config.yaml").write_text((run_dir / ".hydra" / "config.yaml").read_text())
+    arguments = {
+        "missing": [tmp_path / "nowhere"],
+        "not_a_run": [tmp_path],
+        "other_model": [run_dir, "latent_dim=3"],
+        "other_layers": [run_dir, "model.hidden_units=[8]"],
+        "no_checkpoint": [fresh],
+        "bad_override": [run_dir, "evaluation.nope=1"],
+    }[case]
+    with pytest.raises(SystemExit) as exit_info:
+        vae_eval_main([*map(str, arguments), "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("vae-eval: ") and expected in error
+    assert len(error.splitlines()) == 1  # one paragraph
+    assert not (tmp_path / "out").exists()
+
+
+def test_vae_eval_help_does_not_import_tensorflow():
+    code = ("import sys; from vae_train.eval_cli import parse_args\n"
+            "try: parse_args(['--help'])\nexcept SystemExit: pass\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--encode" in result.stdout and "metrics.json" in result.stdout
+
+
+# --- anomaly scores ----------------------------------------------------------------------------
+
+
+def test_reconstruction_errors_flag_images_unlike_the_training_data(tiny_data_dir, tmp_path, test_batches):
+    settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "model=dense_ae", "latent_dim=8",
+                                    "trainer.epochs=4", "evaluation.code_examples=0"]))
+    train(settings, tmp_path)
+    model, _ = restore_model(settings, tmp_path)
+    normal = reconstruction_errors(model, test_batches)
+    anomalies = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.5).astype(np.float32)  # binary noise
+    anomalous = reconstruction_errors(model, tf.data.Dataset.from_tensor_slices(anomalies).batch(16))
+    assert normal.shape == (64,) and anomalous.shape == (16,)
+    assert anomalous.min() > np.percentile(normal, 99)
+
+
+def test_saved_config_keys_added_since_take_their_defaults(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    del saved["evaluation"]  # as in a run from before the key existed
+    (tmp_path / ".hydra").mkdir()
+    OmegaConf.save(saved, tmp_path / ".hydra" / "config.yaml")
+    assert run_settings(tmp_path, []).evaluation.iw_samples == 50
