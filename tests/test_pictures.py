@@ -3,6 +3,7 @@ shows it, read back from the event files of a tiny run."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,15 @@ from conftest import FINISHED_RUN_OVERRIDES, compose, synthetic_digits, tiny_ove
 from vae_train.config import EvaluationConfig, ManifoldConfig, ManifoldKind, Projection, to_settings
 from vae_train.data.pipeline import ImagePipelines, load_dataset
 from vae_train.models import build_model
-from vae_train.pictures import Pictures, manifold_codes, rasterize, scatter_coordinates, scatter_figure, tile
+from vae_train.pictures import (
+    Pictures,
+    manifold_codes,
+    rasterize,
+    scatter_coordinates,
+    scatter_figure,
+    tile,
+    to_uint8,
+)
 
 # As set by conftest.FINISHED_RUN_OVERRIDES.
 EPOCHS, EVERY, STEPS_PER_EPOCH = 3, 2, 128 // 32
@@ -70,6 +79,13 @@ def test_tile_puts_images_row_by_row_with_grey_padding():
     assert grid.shape == (2 * 2 + 1, 3 * 3 + 2, 1)
     assert np.all(grid[0:2, 4:7] == 1) and np.all(grid[3:5, 4:7] == 4)  # row 0 column 1, row 1 column 1
     assert np.all(grid[2, :] == -1) and np.all(grid[3:5, 8:11] == -1)  # padding, and the empty sixth cell
+
+
+def test_probabilities_become_bytes_and_non_finite_ones_do_not_break_a_picture():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = to_uint8(np.array([[np.nan, 0.0, 0.5, 1.0, 2.0, -np.inf, np.inf]], np.float32))
+    assert image.dtype == np.uint8 and image.tolist() == [[0, 0, 128, 255, 255, 0, 255]]
 
 
 def test_manifold_grids_are_quantiles_of_the_prior_or_a_square():

@@ -132,7 +132,10 @@ def first_images(dataset: tf.data.Dataset, count: int | None) -> np.ndarray:
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    return image if image.dtype == np.uint8 else np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    """Probabilities in [0, 1] as 0..255; a model gone non-finite still gets a picture (NaN as black)."""
+    if image.dtype == np.uint8:
+        return image
+    return np.round(np.clip(np.nan_to_num(image, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
