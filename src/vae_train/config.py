@@ -23,6 +23,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_train.errors import ConfigError
+from vae_train.parallel import register_resolvers
+
+# At import, not in register_schemas(): a saved run's config.yaml holds these interpolations too.
+register_resolvers()
 
 # Far above any latent size that makes sense for 28x28 images, low enough to catch a typo
 # (latent_dim=20000) before it allocates gigabytes.
@@ -259,9 +263,14 @@ class TrainerConfig:
     on_nan: OnNonFinite = OnNonFinite.stop
     deterministic: bool = False
     progress_bar: bool = True
+    # Both default to a resolver (vae_train.parallel) that shares the machine between parallel jobs.
+    cpu_threads: int | None = None
+    gpu: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 0, f"trainer.epochs must be >= 0, got {self.epochs}.")
+        _require_positive(self.cpu_threads, "trainer.cpu_threads")
+        _require(self.gpu is None or self.gpu >= 0, f"trainer.gpu must be >= 0, got {self.gpu}.")
         _require_positive(self.checkpoint_every_steps, "trainer.checkpoint_every_steps")
         _require_positive(self.steps_per_execution, "trainer.steps_per_execution")
         _require_positive(self.log_every_steps, "trainer.log_every_steps")

@@ -23,6 +23,7 @@ from vae_train.training.devices import set_up_devices
 from vae_train.training.loop import Trainer
 from vae_train.training.optimizers import build_optimizer
 from vae_train.training.summaries import TensorBoardWriters
+from vae_train.training.workers import check_same_step, is_chief, output_dir
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     keras.utils.set_random_seed(settings.seed)
     if settings.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = set_up_devices(settings.trainer.strategy, settings.trainer.mixed_precision)
+    strategy = set_up_devices(settings.trainer.strategy, settings.trainer.mixed_precision,
+                              settings.trainer.cpu_threads, settings.trainer.gpu)
     dataset = load_dataset(settings.data)
     pipelines = ImagePipelines(dataset, settings.data, settings.seed)
 
@@ -69,6 +71,9 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         # Built now, not at the first step, so a checkpoint restores into existing variables.
         optimizer.build(model.trainable_variables)
 
+    # Only the chief of a multi-worker run writes run_dir; the other workers, a scratch folder.
+    chief = is_chief(strategy)
+    run_dir = output_dir(run_dir, chief)
     writers = TensorBoardWriters(run_dir)
     pictures = TensorBoardPictures.for_run(model, pipelines.test(), dataset.test.labels, dataset.class_names,
                                            settings.evaluation, writers, settings.trainer.epochs, settings.seed)
@@ -77,6 +82,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
                       checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=checkpoint_signature(settings),
                       epoch_end_hooks=[pictures], evaluator=evaluator)
     resumed = trainer.restore_latest(settings.optimizer.learning_rate)
+    check_same_step(strategy, trainer.optimizer.iterations)
     record_session(run_dir)
 
     parameters = model.parameter_counts()

@@ -107,7 +107,7 @@ class Trainer:
             # Divides by the global batch, so summing gradients over replicas gives the mean.
             loss = tf.nn.compute_average_loss(terms["objective"], global_batch_size=self.pipelines.config.batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, variables)
+        gradients = self._global_batch_gradients(tape.gradient(scaled_loss, variables))
         sums = summed_terms(terms)
         if self.config.on_nan is not OnNonFinite.skip_batch:
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
@@ -126,6 +126,27 @@ class Trainer:
         skipped = tf.cond(all_finite, apply, lambda: tf.constant(1.0))
         # A skipped batch counts in no metric.
         return tf.where(all_finite, sums, tf.zeros_like(sums)), skipped
+
+    def _global_batch_gradients(self, gradients: list[tf.Tensor]) -> list[tf.Tensor]:
+        """With several replicas: each replica's equal share of the global batch's gradient, clipped
+        as a whole.
+
+        Keras 3 clips gradients (clipnorm), and a LossScaleOptimizer checks them for inf and NaN, on
+        each replica *before* its own all-reduce sums them: clipnorm then clipped partial gradients
+        (training differed from one device) and replicas could disagree on skipping a step. Handing
+        it the mean, Keras's sum of the N identical shares is the whole, already clipped, gradient;
+        the price is a second all-reduce per step.
+        """
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
+            return gradients
+        mean = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.MEAN, gradients)
+        clipnorm = getattr(getattr(self.optimizer, "inner_optimizer", self.optimizer), "clipnorm", None)
+        if not clipnorm:
+            return mean
+        # Loss-scaled under mixed precision; a share of the clipped sum is 1/N of it.
+        threshold = clipnorm * self.optimizer.scale_loss(1.0) / replicas
+        return [tf.clip_by_norm(gradient, threshold) for gradient in mean]
 
     def _distributed_steps(self, iterator, num_steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         sums = tf.zeros(SUMS_SIZE)
