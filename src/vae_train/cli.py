@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_train.config import register_schemas, to_settings
 from vae_train.errors import VaeTrainError
+from vae_train.sweeps import FailedJob, describe_error, objective
 
 log = logging.getLogger("vae_train")
 
@@ -38,21 +39,27 @@ register_schemas()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | FailedJob:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         settings = to_settings(cfg)
         from vae_train.train import train  # heavy: TensorFlow
 
         results = train(settings, Path(HydraConfig.get().runtime.output_dir), OmegaConf.to_yaml(cfg))
-    except VaeTrainError as err:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # the launcher records the failed job and the sweep goes on
+    except Exception as err:
+        if multirun:
+            # Returned, not raised: Hydra's basic sweeper would end the sweep, summary unwritten,
+            # at the first failed job. The sweep callback records the error in the job folder.
+            log.error("The job failed: %s", err, exc_info=not isinstance(err, VaeTrainError))
+            return FailedJob(describe_error(err))
+        if not isinstance(err, VaeTrainError):
+            raise
         log.error("%s", err)
         sys.exit(1)
     if "stopped_by" in results:
         # The shell's convention for death by a signal, so schedulers see the job was stopped.
         sys.exit(128 + signal.Signals[results["stopped_by"]].value)
-    return results["test_loss"]
+    return objective(results)
 
 
 if __name__ == "__main__":
