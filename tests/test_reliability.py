@@ -293,3 +293,10 @@ def test_more_examples_asked_than_exist_is_a_warning(tiny_data_dir, tmp_path, ca
     results = train_tiny(tiny_data_dir, tmp_path, "data.max_train_examples=1000000")
     assert results["finished"] is True
     assert "exceeds the 128 training examples" in caplog.text
+
+
+def test_hydra_full_error_shows_the_traceback(tmp_path):
+    result = subprocess.run([*CLI, "data.root=/nonexistent/mnist", f"hydra.run.dir={tmp_path}"],
+                            env={**cli_env(), "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "DataError" in result.stderr

@@ -52,7 +52,8 @@ def main(cfg: DictConfig) -> float | FailedJob:
             # at the first failed job. The sweep callback records the error in the job folder.
             log.error("The job failed: %s", err, exc_info=not isinstance(err, VaeTrainError))
             return FailedJob(describe_error(err))
-        if not isinstance(err, VaeTrainError):
+        # Hydra's switch for full tracebacks applies to our own errors too.
+        if not isinstance(err, VaeTrainError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", err)
         sys.exit(1)
