@@ -66,9 +66,10 @@ def test_parallel_jobs_take_gpus_round_robin():
 
 def test_mirrored_replicas_train_like_one_device(tiny_data_dir, tmp_path):
     cases = {
-        "conv_ae": ["model=conv_ae", *SMALL_CONV, "optimizer=adam"],
-        # Keras 3 clipped each replica's partial gradient before summing them (fixed in the loop).
-        "clipnorm": ["model=dense_ae", "model.hidden_units=[64]", "optimizer=rmsprop", "optimizer.clipnorm=1.0"],
+        # clipnorm: Keras 3 clipped each replica's partial gradient before summing them, which the
+        # loop corrects; without that, the weights differ by ~1e-3 here. (RMSprop, not Adam, whose
+        # steps hardly change when a whole gradient is scaled.)
+        "conv_ae": ["model=conv_ae", *SMALL_CONV, "optimizer=rmsprop", "optimizer.clipnorm=1.0"],
         "cvae": ["model=cvae", *SMALL_CONV],
     }
     output = tmp_path / "replicas.json"
@@ -79,13 +80,12 @@ def test_mirrored_replicas_train_like_one_device(tiny_data_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = dict(zip(cases, json.loads(output.read_text()), strict=True))
 
-    for name in ("conv_ae", "clipnorm"):
-        runs = report[name]
-        assert runs["replicas"] == 2
-        assert runs["mirrored"]["steps"] == runs["one_device"]["steps"] == 4
-        assert runs["mirrored"]["train_loss"] == pytest.approx(runs["one_device"]["train_loss"], rel=1e-5), name
-        assert runs["mirrored"]["test_loss"] == pytest.approx(runs["one_device"]["test_loss"], rel=1e-5), name
-        assert runs["max_weight_difference"] < 1e-5, name
+    runs = report["conv_ae"]
+    assert runs["replicas"] == 2
+    assert runs["mirrored"]["steps"] == runs["one_device"]["steps"] == 4
+    assert runs["mirrored"]["train_loss"] == pytest.approx(runs["one_device"]["train_loss"], rel=1e-6)
+    assert runs["mirrored"]["test_loss"] == pytest.approx(runs["one_device"]["test_loss"], rel=1e-6)
+    assert runs["max_weight_difference"] < 1e-5
     # Each replica of a VAE draws its own noise, so it matches one device in distribution only: a
     # loss off by a factor (a wrong batch scaling) or a crash in the noise generator still fails.
     vae = report["cvae"]
