@@ -300,3 +300,23 @@ def test_hydra_full_error_shows_the_traceback(tmp_path):
                             env={**cli_env(), "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "DataError" in result.stderr
+
+
+def test_mixed_precision_resumes_each_epoch_at_the_right_batch(tiny_data_dir, tmp_path):
+    # A loss-scaling optimizer leaves overflow-skipped steps out of its own count; the loop's
+    # step counter must still count every batch, or epoch 2 looks like a foreign checkpoint.
+    results = train_tiny(tiny_data_dir, tmp_path, "trainer.mixed_precision=true", "trainer.epochs=2")
+    assert results["finished"] is True and results["steps"] == 2 * (128 // 32)
+    assert np.isfinite(results["test_loss"])
+
+
+def test_skip_batch_with_several_replicas_is_refused_clearly(tiny_data_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from vae_train.errors import ConfigError
+    from vae_train.training.loop import Trainer
+
+    settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "trainer.on_nan=skip_batch"]))
+    two_replicas = SimpleNamespace(num_replicas_in_sync=2)
+    with pytest.raises(ConfigError, match="skip_batch works on one device only"):
+        Trainer(None, None, two_replicas, None, settings.trainer, None, tmp_path, {})

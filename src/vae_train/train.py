@@ -82,7 +82,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
                       checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=checkpoint_signature(settings),
                       epoch_end_hooks=[pictures], evaluator=evaluator)
     resumed = trainer.restore_latest(settings.optimizer.learning_rate)
-    check_same_step(strategy, trainer.optimizer.iterations)
+    check_same_step(strategy, trainer.global_step)
     record_session(run_dir)
 
     parameters = model.parameter_counts()

@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from vae_train.config import OnNonFinite, TrainerConfig
 from vae_train.data.pipeline import ImagePipelines
-from vae_train.errors import CheckpointError, TrainingError
+from vae_train.errors import CheckpointError, ConfigError, TrainingError
 from vae_train.evaluation import TERMS, Evaluator, metrics_from_sums, summed_terms
 from vae_train.models import Autoencoder
 from vae_train.training.checkpoints import RunCheckpoints
@@ -77,21 +77,31 @@ class Trainer:
         # Run after each epoch's checkpoint, e.g. to log pictures; they must not change the weights.
         self.epoch_end_hooks = list(epoch_end_hooks)
         self.stop = stop or StopRequest()
+        if config.on_nan is OnNonFinite.skip_batch and strategy.num_replicas_in_sync > 1:
+            raise ConfigError(
+                "trainer.on_nan=skip_batch works on one device only: Keras cannot skip an update "
+                f"conditionally across {strategy.num_replicas_in_sync} replicas. Use trainer.on_nan=stop, "
+                "or optimizer.clipnorm to keep gradients finite."
+            )
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Batches trained on, the position in the data. Not optimizer.iterations: a loss-scaling
+        # optimizer leaves out the steps it skips on overflow.
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # Row 0: sums over the current epoch so far; row 1: since the last TensorBoard point.
         self.running_sums = tf.Variable(np.zeros((2, SUMS_SIZE)), trainable=False, name="running_sums")
         # The model's weights are listed explicitly: tf.train.Checkpoint does not track a Keras 3
         # model's variables itself, and the optimizer's references cover only trainable ones.
         self.checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature, config.checkpoints_to_keep,
                                           model_weights=list(model.weights), optimizer=optimizer,
-                                          epoch=self.epoch, running_sums=self.running_sums, noise=model.noise)
+                                          epoch=self.epoch, global_step=self.global_step,
+                                          running_sums=self.running_sums, noise=model.noise)
         self.evaluator = evaluator or Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
         self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = tf.function(self._distributed_steps)
 
     @property
     def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
+        return int(self.global_step.numpy())
 
     def restore_latest(self, learning_rate: float) -> bool:
         """Resume from the newest checkpoint, if any, at the configured learning rate."""
@@ -209,6 +219,7 @@ class Trainer:
                 return None
             num_steps = self._steps_until_next_stop(done, total)
             sums, skipped = (value.numpy() for value in self._run_steps(iterator, tf.constant(num_steps)))
+            self.global_step.assign_add(num_steps)
             self._check_finite(sums)
             if skipped:
                 log.warning("Skipped %d batch(es) with a non-finite loss or gradient before step %d.",
