@@ -65,6 +65,15 @@ class OnNonFinite(Enum):
     skip_batch = "skip_batch"  # drop that batch's update and go on
 
 
+class Precision(Enum):
+    """The compute precision (Keras dtype policy); variables, losses and figures stay float32."""
+
+    auto = "auto"  # mixed_bfloat16 on a CPU-only machine with AMX-BF16, else float32
+    float32 = "float32"
+    mixed_float16 = "mixed_float16"  # GPUs with tensor cores; loss scaling
+    mixed_bfloat16 = "mixed_bfloat16"  # CPUs with AMX-BF16, recent GPUs and TPUs
+
+
 class ReconstructionLoss(Enum):
     bernoulli = "bernoulli"  # sigmoid cross-entropy on logits, nats per image
     mse = "mse"  # squared error of sigmoid(logits), summed over pixels
@@ -254,9 +263,10 @@ class RMSpropConfig(OptimizerConfig):
 class TrainerConfig:
     epochs: int = 10
     strategy: str = "auto"
-    mixed_precision: bool = False
+    mixed_precision: bool = False  # the older switch: true is precision=mixed_float16
+    precision: Precision = Precision.auto
     jit_compile: bool = False
-    steps_per_execution: int = 1
+    steps_per_execution: int = 100
     log_every_steps: int = 100
     checkpoints_to_keep: int = 3
     checkpoint_every_steps: int | None = None
@@ -273,6 +283,9 @@ class TrainerConfig:
         _require(self.gpu is None or self.gpu >= 0, f"trainer.gpu must be >= 0, got {self.gpu}.")
         _require_positive(self.checkpoint_every_steps, "trainer.checkpoint_every_steps")
         _require_positive(self.steps_per_execution, "trainer.steps_per_execution")
+        _require(not self.mixed_precision or self.precision in (Precision.auto, Precision.mixed_float16),
+                 f"trainer.mixed_precision=true means float16 but trainer.precision={self.precision.value}; "
+                 "set only trainer.precision.")
         _require_positive(self.log_every_steps, "trainer.log_every_steps")
         _require_positive(self.checkpoints_to_keep, "trainer.checkpoints_to_keep")
 

@@ -21,6 +21,7 @@ from vae_train.train import checkpoint_signature
 from vae_train.training.checkpoints import RunCheckpoints
 from vae_train.training.devices import set_up_devices
 from vae_train.training.optimizers import build_optimizer
+from vae_train.training.precision import requested_precision
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     run_dir = Path(run_dir)
     output = Path(output) if output is not None else run_dir / EVAL_DIR
     keras.utils.set_random_seed(settings.seed)
-    strategy = set_up_devices("one_device", settings.trainer.mixed_precision)
+    # The run's own precision, so its test figures come out again.
+    strategy = set_up_devices("one_device", requested_precision(settings.trainer))
     dataset = load_dataset(settings.data)
     pipelines = ImagePipelines(dataset, settings.data, settings.seed)
     model, origin = restore_model(settings, run_dir)

@@ -25,11 +25,25 @@ def _save(model: keras.Model, path: Path) -> None:
     os.replace(partial, path)
 
 
+def _float32(part: keras.Model) -> keras.Model:
+    """The same layers and weights computing in float32: a mixed-precision run's layers compute in
+    16 bits and return 16-bit tensors, slow or unsupported where the file is loaded."""
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    if all(layer.dtype_policy.name == "float32" for layer in part.layers):
+        return part
+    copy = keras.models.clone_model(part, clone_function=clone)
+    copy.set_weights(part.get_weights())
+    return copy
+
+
 def export_models(model: Autoencoder, folder: Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    probabilities = keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(model.decoder.output)
-    parts = {"encoder": model.encoder, "decoder": keras.Model(model.decoder.input, probabilities, name="decoder")}
+    encoder, decoder = _float32(model.encoder), _float32(model.decoder)
+    probabilities = keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(decoder.output)
+    parts = {"encoder": encoder, "decoder": keras.Model(decoder.input, probabilities, name="decoder")}
     paths = {name: folder / f"{name}.keras" for name in parts}
     for name, part in parts.items():
         _save(part, paths[name])

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from vae_train.config import Config
-from vae_train.data.pipeline import ImagePipelines, load_dataset
+from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
 from vae_train.errors import TrainingError
 from vae_train.evaluation import Evaluator, likelihood_figures
 from vae_train.export import EXPORT_DIR, export_models
-from vae_train.models import build_model
+from vae_train.models import Autoencoder, build_model
 from vae_train.pictures import TensorBoardPictures
 from vae_train.run_info import record_session
 from vae_train.training.checkpoints import write_atomically
 from vae_train.training.devices import set_up_devices
 from vae_train.training.loop import Trainer
 from vae_train.training.optimizers import build_optimizer
+from vae_train.training.precision import requested_precision
 from vae_train.training.summaries import TensorBoardWriters
 from vae_train.training.workers import check_same_step, is_chief, output_dir
 
@@ -49,6 +51,41 @@ def _previous_results(run_dir: Path) -> dict:
         return {}
 
 
+@dataclass
+class RunParts:
+    strategy: tf.distribute.Strategy
+    dataset: ImageDataset
+    pipelines: ImagePipelines
+    model: Autoencoder
+    optimizer: keras.optimizers.Optimizer
+    precision: str  # the Keras dtype policy the model computes in
+
+
+def build_parts(settings: Config, dataset: ImageDataset | None = None) -> RunParts:
+    """Seeds, devices and compute precision, data pipelines, model and optimizer, as every run builds
+    them (``make bench`` times the loop on parts built here). ``dataset``: already loaded by
+    ``load_dataset(settings.data)``, to share it between several builds."""
+    keras.utils.set_random_seed(settings.seed)
+    if settings.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = keras.mixed_precision.global_policy()
+    strategy = set_up_devices(settings.trainer.strategy, requested_precision(settings.trainer),
+                              settings.trainer.cpu_threads, settings.trainer.gpu)
+    precision = keras.mixed_precision.global_policy().name  # trainer.precision, resolved
+    dataset = dataset or load_dataset(settings.data)
+    pipelines = ImagePipelines(dataset, settings.data, settings.seed)
+
+    with strategy.scope():
+        model = build_model(settings.model, settings.latent_dim, settings.seed)
+        optimizer = build_optimizer(settings.optimizer, precision)
+        # Built now, not at the first step, so a checkpoint restores into existing variables.
+        optimizer.build(model.trainable_variables)
+    # The model's layers keep the run's policy; layers made later (pictures, exports, other runs in
+    # this process) start from the process's own again.
+    keras.mixed_precision.set_dtype_policy(previous_policy)
+    return RunParts(strategy, dataset, pipelines, model, optimizer, precision)
+
+
 def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     """Train (or resume) in ``run_dir`` and return the flat results also written to results.json.
 
@@ -57,19 +94,9 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(settings.seed)
-    if settings.trainer.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    strategy = set_up_devices(settings.trainer.strategy, settings.trainer.mixed_precision,
-                              settings.trainer.cpu_threads, settings.trainer.gpu)
-    dataset = load_dataset(settings.data)
-    pipelines = ImagePipelines(dataset, settings.data, settings.seed)
-
-    with strategy.scope():
-        model = build_model(settings.model, settings.latent_dim, settings.seed)
-        optimizer = build_optimizer(settings.optimizer, settings.trainer.mixed_precision)
-        # Built now, not at the first step, so a checkpoint restores into existing variables.
-        optimizer.build(model.trainable_variables)
+    parts = build_parts(settings)
+    strategy, dataset, pipelines = parts.strategy, parts.dataset, parts.pipelines
+    model, optimizer = parts.model, parts.optimizer
 
     # Only the chief of a multi-worker run writes run_dir; the other workers, a scratch folder.
     chief = is_chief(strategy)
@@ -103,6 +130,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         "batch_size": settings.data.batch_size,
         "seed": settings.seed,
         "parameters": sum(parameters.values()),
+        "precision": parts.precision,
     }
     try:
         history = trainer.fit()

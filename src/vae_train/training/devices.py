@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 
 from vae_train.errors import ConfigError
+from vae_train.training.precision import resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,6 @@ def _mirrored() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy([device.name for device in devices])
 
 
-
 def _multi_worker() -> tf.distribute.Strategy:
     if "TF_CONFIG" not in os.environ:
         raise ConfigError(
@@ -101,20 +101,31 @@ STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {
 }
 
 
-def set_up_devices(strategy: str, mixed_precision: bool, cpu_threads: int | None = None,
+def _dtype_policy(precision: bool | str, gpus: int, replicas: int) -> str:
+    """A ``trainer.precision`` name, ``auto`` resolved for this machine, as a Keras dtype policy; a
+    bool is the older ``trainer.mixed_precision`` switch."""
+    if isinstance(precision, bool):
+        return "mixed_float16" if precision else "float32"
+    return resolve_precision(precision, gpus=gpus, replicas=replicas)
+
+
+def set_up_devices(strategy: str, precision: bool | str, cpu_threads: int | None = None,
                    gpu: int | None = None) -> tf.distribute.Strategy:
-    """Configure the devices and return the strategy to build and train the model under."""
+    """Configure the devices and return the strategy to build and train the model under.
+
+    ``precision`` is a ``trainer.precision`` name (``auto`` included) or the older bool switch;
+    the Keras policy it resolves to is then ``keras.mixed_precision.global_policy()``."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"trainer.strategy={strategy!r} is not one of {', '.join(STRATEGIES)}.")
     # Both only take effect before TensorFlow initializes its runtime, so they come first.
     _limit_cpu_threads(cpu_threads)
     _pin_gpu(gpu)
     gpus = _enable_memory_growth()
-    # Keras reads the policy when layers are created, so this precedes model building.
-    keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
     chosen = STRATEGIES[strategy]()
+    # Keras reads the policy when layers are created, so this precedes model building.
+    policy = _dtype_policy(precision, len(gpus), chosen.num_replicas_in_sync)
+    keras.mixed_precision.set_dtype_policy(policy)
     log.info("Devices: %d GPU(s); CPU threads: %s; strategy %s with %d replica(s); precision %s.",
              len(gpus), tf.config.threading.get_intra_op_parallelism_threads() or "all",
-             type(chosen).__name__, chosen.num_replicas_in_sync,
-             "mixed_float16" if mixed_precision else "float32")
+             type(chosen).__name__, chosen.num_replicas_in_sync, policy)
     return chosen

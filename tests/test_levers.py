@@ -1,0 +1,141 @@
+"""The speed levers change speed only: the same training with and without each, within tolerance.
+
+Speed itself is measured by ``make bench`` (docs/benchmarks.md), never asserted here. Also checked:
+where ``trainer.precision=auto`` resolves, that mixed-precision runs keep float32 variables and
+losses and export float32 models.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import compose, synthetic_digits, tiny_overrides
+from vae_train.config import to_settings
+from vae_train.errors import ConfigError
+from vae_train.train import build_parts
+from vae_train.training import precision
+from vae_train.training.loop import Trainer
+from vae_train.training.summaries import TensorBoardWriters
+
+
+@pytest.fixture(autouse=True)
+def float32_process_policy():
+    """Each test starts from the process's usual float32 policy (an earlier test may have left another
+    one, as set_up_devices does), and leaves it so."""
+    keras.mixed_precision.set_dtype_policy("float32")
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def fit(data_dir, tmp_path, *overrides: str) -> tuple[dict, list[np.ndarray], object]:
+    """Two epochs of 4 steps through the Trainer, as train() builds it; (last epoch, weights, parts)."""
+    settings = to_settings(compose([*tiny_overrides(data_dir), "trainer.epochs=2", *overrides]))
+    parts = build_parts(settings)
+    folder = tmp_path / "_".join(o.replace("=", "-") for o in overrides) if overrides else tmp_path / "defaults"
+    trainer = Trainer(parts.model, parts.optimizer, parts.strategy, parts.pipelines, settings.trainer,
+                      TensorBoardWriters(folder), checkpoint_dir=folder / "checkpoints",
+                      checkpoint_signature={"model": settings.model.name})
+    last = trainer.fit().epochs[-1]
+    assert trainer.step == 8
+    return {**{f"train_{k}": v for k, v in last.train.items()}, **{f"test_{k}": v for k, v in last.test.items()}}, \
+        [w.numpy() for w in parts.model.weights], parts
+
+
+def assert_same_training(a, b, rel: float, weights_atol: float) -> None:
+    figures_a, weights_a, _ = a
+    figures_b, weights_b, _ = b
+    assert figures_a.keys() == figures_b.keys()
+    for key in figures_a:
+        assert figures_a[key] == pytest.approx(figures_b[key], rel=rel), key
+    for weight_a, weight_b in zip(weights_a, weights_b, strict=True):
+        np.testing.assert_allclose(weight_a, weight_b, atol=weights_atol)
+
+
+def test_steps_per_execution_trains_identically(tiny_data_dir, tmp_path):
+    # 3 does not divide the 4 steps of an epoch: calls of 3 and 1 steps.
+    one = fit(tiny_data_dir, tmp_path, "trainer.precision=float32", "trainer.steps_per_execution=1")
+    three = fit(tiny_data_dir, tmp_path, "trainer.precision=float32", "trainer.steps_per_execution=3")
+    assert_same_training(one, three, rel=1e-6, weights_atol=1e-6)
+
+
+def test_xla_trains_like_the_default_kernels(tiny_data_dir, tmp_path):
+    plain = fit(tiny_data_dir, tmp_path, "model=conv_ae", "trainer.precision=float32")
+    xla = fit(tiny_data_dir, tmp_path, "model=conv_ae", "trainer.precision=float32", "trainer.jit_compile=true")
+    # Other kernels, other summation orders: float32 rounding, compounded over 8 steps.
+    assert_same_training(plain, xla, rel=1e-4, weights_atol=1e-4)
+
+
+@pytest.fixture
+def float32_run(tiny_data_dir, tmp_path):
+    return fit(tiny_data_dir, tmp_path, "trainer.precision=float32")
+
+
+def test_mixed_bfloat16_trains_like_float32(tiny_data_dir, tmp_path, float32_run):
+    # mixed_float16 is not run here: on CPUs its convolutions take a slow path (a minute for these
+    # 8 steps); its loss scaling is Keras's own.
+    policy = "mixed_bfloat16"
+    figures, weights, parts = fit(tiny_data_dir, tmp_path, f"trainer.precision={policy}")
+    assert parts.precision == policy
+    assert parts.model.decoder.layers[-1].compute_dtype == policy.removeprefix("mixed_")
+    # The variables, and so the checkpoints, stay float32; the losses are computed in float32.
+    assert all(w.dtype == np.float32 for w in weights)
+    assert not isinstance(parts.optimizer, keras.optimizers.LossScaleOptimizer)  # bfloat16 needs no scaling
+    # bfloat16 activations: about 3 significant digits per layer.
+    for key, value in float32_run[0].items():
+        assert figures[key] == pytest.approx(value, rel=0.02, abs=0.05), key
+    # Building a run leaves the process's own policy as it was.
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_mixed_bfloat16_run_exports_float32_models(tiny_data_dir, tmp_path):
+    from vae_train.export import export_models
+
+    settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "trainer.precision=mixed_bfloat16"]))
+    model = build_parts(settings).model
+    paths = export_models(model, tmp_path)
+    encoder = keras.saving.load_model(paths["encoder"])
+    decoder = keras.saving.load_model(paths["decoder"])
+    images = tf.constant(synthetic_digits(4, seed=5)[0][..., None] / 255.0, tf.float32)
+    mean, _ = encoder(images)
+    assert mean.dtype == tf.float32 and decoder(mean).dtype == tf.float32
+    assert all(layer.compute_dtype == "float32" for layer in encoder.layers + decoder.layers)
+    # The same weights: the float32 copy agrees with the bfloat16 model to bfloat16 rounding.
+    np.testing.assert_allclose(mean, model.posterior(images).mean, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("flags", "onednn", "gpus", "replicas", "expected"),
+    [
+        ({"avx512f", "amx_bf16", "amx_tile"}, None, 0, 1, "mixed_bfloat16"),
+        ({"avx512f", "avx512_bf16"}, None, 0, 1, "float32"),  # bf16 instructions but no AMX: not measured to pay
+        ({"avx2"}, None, 0, 1, "float32"),
+        ({"amx_bf16"}, "0", 0, 1, "float32"),  # oneDNN off: Eigen's bfloat16 kernels are slow
+        ({"amx_bf16"}, None, 1, 1, "float32"),  # a GPU: float32 unless asked
+        ({"amx_bf16"}, None, 0, 2, "float32"),  # replicas must train like one device
+    ],
+)
+def test_auto_precision(monkeypatch, flags, onednn, gpus, replicas, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: flags)
+    if onednn is None:
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    else:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
+    assert precision.resolve_precision("auto", gpus=gpus, replicas=replicas) == expected
+    assert precision.resolve_precision("float32", gpus=gpus) == "float32"
+    assert precision.resolve_precision("mixed_bfloat16", gpus=1) == "mixed_bfloat16"
+    assert precision.resolve_precision("auto", mixed_precision=True) == "mixed_float16"
+
+
+def test_precision_keys():
+    assert to_settings(compose([])).trainer.precision.value == "auto"
+    assert precision.requested_precision(to_settings(compose(["trainer.mixed_precision=true"])).trainer) \
+        == "mixed_float16"
+    with pytest.raises(ConfigError, match="mixed_precision=true means float16"):
+        to_settings(compose(["trainer.mixed_precision=true", "trainer.precision=mixed_bfloat16"]))
+    with pytest.raises(Exception, match="precision"):
+        compose(["trainer.precision=float64"])
+    with pytest.raises(ConfigError, match="steps_per_execution"):
+        to_settings(compose(["trainer.steps_per_execution=0"]))
