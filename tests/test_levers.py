@@ -2,10 +2,12 @@
 
 Speed itself is measured by ``make bench`` (docs/benchmarks.md), never asserted here. Also checked:
 where ``trainer.precision=auto`` resolves, that mixed-precision runs keep float32 variables and
-losses and export float32 models.
+losses and export float32 models, and that the faster ``--help`` prints Hydra's help unchanged.
 """
 
 from __future__ import annotations
+
+import sys
 
 import keras
 import numpy as np
@@ -139,3 +141,19 @@ def test_precision_keys():
         compose(["trainer.precision=float64"])
     with pytest.raises(ConfigError, match="steps_per_execution"):
         to_settings(compose(["trainer.steps_per_execution=0"]))
+
+
+def test_fast_help_prints_hydras_help_unchanged(tmp_path):
+    import os
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    fast = subprocess.run([sys.executable, "-m", "vae_train.cli", "--help"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    # Imported without help in the arguments, so Hydra lists the groups its own way.
+    plain = subprocess.run([sys.executable, "-c", "import sys; import vae_train.cli as cli; "
+                            "sys.argv = ['vae-train', '--help']; cli.main()"],
+                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert fast.returncode == plain.returncode == 0, fast.stderr + plain.stderr
+    assert "== Configuration groups ==" in fast.stdout and "model: conv_ae, cvae, dense_ae" in fast.stdout
+    assert fast.stdout == plain.stdout

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_train.config import register_schemas, to_settings
 from vae_train.errors import VaeTrainError
+from vae_train.fast_help import asks_for_help, list_groups_from_one_repository
 from vae_train.sweeps import FailedJob, describe_error, objective
 
 log = logging.getLogger("vae_train")
@@ -36,6 +37,8 @@ def config_dir() -> str:
 
 
 register_schemas()
+if asks_for_help(sys.argv[1:]):
+    list_groups_from_one_repository()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
