@@ -95,6 +95,12 @@ class Evaluator:
         return figures
 
 
+@tf.function(reduce_retracing=True)
+def _chunk_logsumexp(model: VariationalAutoencoder, images: tf.Tensor, epsilon: tf.Tensor) -> tf.Tensor:
+    # Module level, so one trace serves every call for the same model.
+    return tf.reduce_logsumexp(model.log_importance_weights(images, epsilon), axis=0)
+
+
 def importance_weighted_nll(model: VariationalAutoencoder, dataset: tf.data.Dataset, num_samples: int,
                             seed: int = 0) -> float:
     """The importance-weighted estimate of -log p(x) with ``num_samples`` posterior samples per image
@@ -105,17 +111,13 @@ def importance_weighted_nll(model: VariationalAutoencoder, dataset: tf.data.Data
     does not grow with the number of samples and the figure does not depend on the chunk size.
     """
     noise = tf.random.Generator.from_seed(seed)
-
-    @tf.function(reduce_retracing=True)
-    def chunk_logsumexp(images: tf.Tensor, epsilon: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_logsumexp(model.log_importance_weights(images, epsilon), axis=0)
-
     total, images_seen = 0.0, 0
     for images in dataset:
         batch = int(images.shape[0])
         epsilon = noise.normal([num_samples, batch, model.latent_dim])
         chunk = max(1, IW_DECODES_PER_CALL // batch)
-        chunks = [chunk_logsumexp(images, epsilon[start:start + chunk]) for start in range(0, num_samples, chunk)]
+        chunks = [_chunk_logsumexp(model, images, epsilon[start:start + chunk])
+                  for start in range(0, num_samples, chunk)]
         total += float(tf.reduce_sum(tf.reduce_logsumexp(tf.stack(chunks), axis=0))) - batch * math.log(num_samples)
         images_seen += batch
     return -total / images_seen
