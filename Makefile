@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: install train test test-slow lint tensorboard clean
+.PHONY: install train test test-slow lint bench tensorboard clean
 
 install: $(STAMP)
 
@@ -26,6 +26,14 @@ test-slow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
+
+# The benchmark (under 15 minutes): the reference against vae-train's loop, each speed lever, a
+# batch-size x model sweep; rewrites docs/benchmarks.md and docs/benchmarks.json. Data: DATA=/path
+# (a folder holding fashion/ and mnist/); extra options in BENCH_ARGS (e.g. --quick, --no-write).
+DATA ?= ../shared/datasets
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(PYTHON) bench/run.py --data $(DATA) $(BENCH_ARGS)
 
 tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir outputs

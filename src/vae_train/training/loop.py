@@ -202,13 +202,26 @@ class Trainer:
             )
         return done
 
+    def epoch_iterator(self, dataset: tf.data.Dataset):
+        """The iterator the steps read: ``dataset`` distributed over the replicas."""
+        return iter(self.strategy.experimental_distribute_dataset(dataset))
+
+    def run_steps(self, iterator, num_steps: int) -> tuple[np.ndarray, float]:
+        """``num_steps`` training steps in one call of the compiled loop, counted and checked for a
+        non-finite loss; the sums of the loss terms and the number of skipped batches. The epoch loop
+        calls it between its stops, and ``make bench`` times it."""
+        sums, skipped = (value.numpy() for value in self._run_steps(iterator, tf.constant(num_steps)))
+        self.global_step.assign_add(num_steps)
+        self._check_finite(sums)
+        return sums, skipped
+
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float] | None:
         """Train one epoch; None when a stop was requested before its end."""
         total = self.pipelines.steps_per_epoch
         done = self._first_step_of(epoch)
         epoch_sums, log_sums = (self.running_sums.numpy() if done else np.zeros((2, SUMS_SIZE)))
         dataset = self.pipelines.train(epoch).skip(done)
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        iterator = self.epoch_iterator(dataset)
         interactive = self.config.progress_bar and sys.stdout.isatty()
         progress = keras.utils.Progbar(total, stateful_metrics=["loss"]) if interactive else None
         images_before = epoch_sums[-1]
@@ -218,9 +231,7 @@ class Trainer:
                 self._save(epoch_sums, log_sums)
                 return None
             num_steps = self._steps_until_next_stop(done, total)
-            sums, skipped = (value.numpy() for value in self._run_steps(iterator, tf.constant(num_steps)))
-            self.global_step.assign_add(num_steps)
-            self._check_finite(sums)
+            sums, skipped = self.run_steps(iterator, num_steps)
             if skipped:
                 log.warning("Skipped %d batch(es) with a non-finite loss or gradient before step %d.",
                             int(skipped), self.step)

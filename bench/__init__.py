@@ -1,0 +1,1 @@
+"""``make bench``: vae-train's training loop against the reference Keras VAE, on real data."""

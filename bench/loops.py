@@ -1,0 +1,73 @@
+"""vae-train's own training loop, driven for timing: settings composed by Hydra from the project's
+``conf/``, the run's parts built by :func:`vae_train.train.build_parts` (as ``vae-train`` builds
+them), a :class:`~vae_train.training.loop.Trainer`, and windows of N steps through its
+``run_steps`` (one call of its compiled multi-step function, counted and checked, as its epoch loop
+makes them), in calls of ``trainer.steps_per_execution`` steps, capped at TensorBoard points as there."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from vae_train.config import Config, to_settings
+from vae_train.training.summaries import TensorBoardWriters
+
+
+def compose(overrides: list[str]):
+    """The composed config exactly as ``vae-train <overrides>`` would see it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from vae_train.cli import config_dir  # registers the schemas; imports no TensorFlow
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def settings_for(data_root: Path, dataset: str, overrides: list[str]) -> Config:
+    return to_settings(compose([*overrides, f"data.root={data_root / dataset}", "trainer.progress_bar=false"]))
+
+
+class LoopUnderTest:
+    """One configuration of vae-train's loop, ready to run windows of training steps."""
+
+    def __init__(self, settings: Config, dataset=None, workdir: Path | None = None):
+        from vae_train.train import build_parts
+        from vae_train.training.loop import Trainer
+
+        self.settings = settings
+        self.parts = build_parts(settings, dataset)
+        self.policy = self.parts.precision  # trainer.precision, resolved
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vae-train-bench-"))
+        self.trainer = Trainer(self.parts.model, self.parts.optimizer, self.parts.strategy, self.parts.pipelines,
+                               settings.trainer, TensorBoardWriters(self.workdir),
+                               checkpoint_dir=self.workdir / "checkpoints",
+                               checkpoint_signature={"model": settings.model.name, "latent_dim": settings.latent_dim})
+        self.batch_size = settings.data.batch_size
+        self.iterator = self.trainer.epoch_iterator(self.parts.pipelines.train(0).repeat())
+        # Calls never span a TensorBoard point in the real loop, so chunks are capped the same way.
+        self.chunk = min(settings.trainer.steps_per_execution, settings.trainer.log_every_steps)
+
+    @property
+    def model(self):
+        return self.parts.model
+
+    def steps(self, count: int) -> np.ndarray:
+        """Train ``count`` steps; returns the summed loss terms (and image count) as the loop sees them."""
+        total = None
+        for num_steps in _chunks(count, self.chunk):
+            sums, _ = self.trainer.run_steps(self.iterator, num_steps)
+            total = sums if total is None else total + sums
+        return total
+
+    def warm_up(self, steps: int = 10) -> None:
+        """Trace the step function (the step count is a tensor: one trace serves every call), fill the
+        pipeline, and run once more with everything warm."""
+        self.steps(steps)
+        self.steps(steps)
+
+
+def _chunks(count: int, chunk: int) -> list[int]:
+    return [min(chunk, count - start) for start in range(0, count, chunk)]

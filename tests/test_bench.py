@@ -1,0 +1,73 @@
+"""The benchmark's own pieces: its reference model is recipe C's and computes what vae-train's conv
+VAE computes, its FLOP count, its paired ratios and the Markdown block it writes."""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import PROJECT_ROOT, compose, synthetic_digits
+from vae_train.config import to_settings
+
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from bench import flops, reference, report, timing  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def float32_process_policy():
+    keras.mixed_precision.set_dtype_policy("float32")
+    yield
+
+
+def recipe_c_model():
+    from vae_train.models import build_model
+
+    settings = to_settings(compose(["experiment=keras_vae_fashion"]))
+    return build_model(settings.model, settings.latent_dim, seed=0)
+
+
+def test_reference_is_recipe_c_and_computes_what_vae_train_computes():
+    ours = recipe_c_model()
+    theirs = reference.build_reference(latent_dim=2, seed=0)
+    # The parameter counts seed-models.md gives for recipe C.
+    assert (theirs.encoder.count_params(), theirs.decoder.count_params()) == (69_076, 65_089)
+    reference.copy_weights((ours.encoder, ours.decoder), reference.parts(theirs))
+    images = tf.constant(synthetic_digits(8, seed=2)[0][..., None] / 255.0, tf.float32)
+    z_mean, z_log_var, _ = theirs.encoder(images)
+    posterior = ours.posterior(images)
+    np.testing.assert_allclose(z_mean, posterior.mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(z_log_var, posterior.log_variance, rtol=1e-5, atol=1e-6)
+    # The reference's sigmoid layer against vae-train's logits.
+    np.testing.assert_allclose(theirs.decoder(z_mean), tf.sigmoid(ours.decode(z_mean)), rtol=1e-5, atol=1e-6)
+    # The fused cross-entropy on logits is the reference's binary cross-entropy of probabilities x 784.
+    logits = ours.decode(z_mean)
+    probabilities = theirs.decoder(z_mean)
+    theirs_bce = 784 * keras.ops.mean(keras.losses.binary_crossentropy(images, probabilities), axis=(1, 2))
+    np.testing.assert_allclose(ours.reconstruction_loss(images, logits), theirs_bce, rtol=1e-4)
+
+
+def test_flops_are_counted_from_the_layer_shapes():
+    model = recipe_c_model()
+    work = {layer.name.split("/")[0] + "/" + layer.kind: layer.macs
+            for layer in flops.model_work(model.encoder, model.decoder)}
+    macs = [w.macs for w in flops.model_work(model.encoder, model.decoder)]
+    # By hand: conv 14*14*32*9*1, conv 7*7*64*9*32, dense 3136*16, heads 2*(16*2), dense 2*3136,
+    # transposed convs 7*7*64*9*64, 14*14*64*9*32 and 28*28*32*9*1.
+    assert sorted(macs) == sorted([56_448, 903_168, 50_176, 32, 32, 6_272, 1_806_336, 3_612_672, 225_792])
+    assert flops.training_flops_per_image(model.encoder, model.decoder) == 3 * 2 * sum(macs)
+    assert len(work) == 4  # Conv2D, Dense in the encoder; Dense, Conv2DTranspose in the decoder
+
+
+def test_paired_ratio_and_markdown_block(tmp_path):
+    assert timing.paired_ratio([2.0, 4.0, 9.0], [1.0, 2.0, 3.0]) == 2.0
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\nhand-written\n\n{report.BEGIN}\nold\n{report.END}\n\nmore prose\n")
+    report.write({"machine": {"cpu": "test CPU"}, "total_seconds": 1.0}, None, page)
+    text = page.read_text()
+    assert "hand-written" in text and "more prose" in text and "old" not in text and "test CPU" in text
