@@ -354,6 +354,8 @@ class Bench:
                     scale=0.0 if slow else 1.0, slow=slow))
         variants.append(Variant("loss on probabilities", "sigmoid, then cross-entropy of probabilities", [],
                                 "what the reference computes (bench-only variant)", _unfused_loss))
+        variants.append(Variant("input pipeline", "data.gather_batches=false", ["data.gather_batches=false"],
+                                "tf.data shuffles and batches the images themselves"))
         variants.append(Variant("input pipeline", "one constant batch, no pipeline", [],
                                 "the pipeline's whole cost, an upper bound (bench-only variant)", _constant_input))
         variants.append(Variant("dataset distribution", "a plain iterator, not the strategy's distributed one",

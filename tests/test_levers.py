@@ -157,3 +157,34 @@ def test_fast_help_prints_hydras_help_unchanged(tmp_path):
     assert fast.returncode == plain.returncode == 0, fast.stderr + plain.stderr
     assert "== Configuration groups ==" in fast.stdout and "model: conv_ae, cvae, dense_ae" in fast.stdout
     assert fast.stdout == plain.stdout
+
+
+def _batches(data_dir, *overrides: str, epoch: int = 0) -> np.ndarray:
+    from vae_train.data.pipeline import ImagePipelines, load_dataset
+
+    settings = to_settings(compose([*tiny_overrides(data_dir), *overrides]))
+    pipelines = ImagePipelines(load_dataset(settings.data), settings.data, settings.seed)
+    return np.stack([batch.numpy() for batch in pipelines.train(epoch)])
+
+
+def test_gathered_batches_are_the_images_pipeline_batches(tiny_data_dir):
+    # A partial shuffle: the same tf.data shuffle, of indices instead of images, so the same batches.
+    for epoch in (0, 1):
+        gathered = _batches(tiny_data_dir, "data.shuffle_buffer=40", epoch=epoch)
+        shuffled = _batches(tiny_data_dir, "data.shuffle_buffer=40", "data.gather_batches=false", epoch=epoch)
+        np.testing.assert_array_equal(gathered, shuffled)
+    # A whole-set shuffle: another permutation, of the same images, in the same batch shapes.
+    gathered = _batches(tiny_data_dir, "data.binarize=none")
+    shuffled = _batches(tiny_data_dir, "data.binarize=none", "data.gather_batches=false")
+    assert gathered.shape == shuffled.shape == (4, 32, 28, 28, 1) and gathered.dtype == np.float32
+    assert sorted(image.tobytes() for image in gathered.reshape(128, -1)) == \
+        sorted(image.tobytes() for image in shuffled.reshape(128, -1))
+    assert not np.array_equal(gathered, shuffled)
+
+
+def test_gathered_batches_train_like_the_images_pipeline(tiny_data_dir, tmp_path):
+    # The same batches (a partial shuffle) give the same training; dynamic binarization included.
+    common = ("trainer.precision=float32", "data.shuffle_buffer=40", "data.binarize=dynamic", "model=dense_ae")
+    gathered = fit(tiny_data_dir, tmp_path, *common)
+    shuffled = fit(tiny_data_dir, tmp_path, *common, "data.gather_batches=false")
+    assert_same_training(gathered, shuffled, rel=1e-6, weights_atol=1e-6)

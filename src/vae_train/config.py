@@ -108,6 +108,9 @@ class DataConfig:
     max_test_examples: int | None = None
     binarize: Binarize = Binarize.none
     shuffle_buffer: int | None = None
+    # Speed lever: gather each batch from the decoded images by index (true) or let tf.data shuffle
+    # and batch the images themselves (false, the older and slower pipeline).
+    gather_batches: bool = True
     split: DataSplit = DataSplit.standard
     validation_size: int = 5000
 
