@@ -93,6 +93,13 @@ def _auto() -> tf.distribute.Strategy:
     return _mirrored() if len(tf.config.list_logical_devices("GPU")) > 1 else _one_device()
 
 
+def trains_on_host_cpu(strategy: tf.distribute.Strategy) -> bool:
+    """One replica on the host's CPU: the input needs no distributing to reach it."""
+    devices = strategy.extended.worker_devices
+    return (isinstance(strategy, tf.distribute.OneDeviceStrategy) and len(devices) == 1
+            and tf.DeviceSpec.from_string(devices[0]).device_type == "CPU")
+
+
 STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {
     "auto": _auto,
     "one_device": _one_device,
