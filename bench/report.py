@@ -91,6 +91,12 @@ def render(results: dict) -> str:
                 for lever in levers["variants"]]
         lines += _table(["lever", "setting", "images/s", "vs defaults", ""], rows)
 
+    layout = results.get("layout")
+    if layout:
+        lines += ["### Layout (recipe C's convolutions alone, batch 64, float32; interleaved)", ""]
+        rows = [[f"`{v['layout']}`", _f(v["median"]), f"{v['ratio']:.2f}×"] for v in layout["variants"]]
+        lines += _table(["data format", "images/s", "vs channels_last"], rows)
+
     threads = results.get("threads")
     if threads:
         lines += ["### Thread pools (recipe C, batch 64; one process per setting: the default before and after)", ""]

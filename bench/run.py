@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench import machine  # noqa: E402  (no TensorFlow yet: the CLI is timed first)
 
-SECTIONS = ("cli", "headline", "same_results", "levers", "threads", "sweep", "profile", "end_to_end")
+SECTIONS = ("cli", "headline", "same_results", "levers", "layout", "threads", "sweep", "profile", "end_to_end")
 BATCH_SIZES = (32, 64, 128, 256)
 MODELS = ("dense_ae", "conv_ae", "cvae")
 
@@ -358,10 +358,35 @@ class Bench:
                                 "tf.data shuffles and batches the images themselves"))
         variants.append(Variant("input pipeline", "one constant batch, no pipeline", [],
                                 "the pipeline's whole cost, an upper bound (bench-only variant)", _constant_input))
-        variants.append(Variant("dataset distribution", "a plain iterator, not the strategy's distributed one",
-                                [], "OneDeviceStrategy wraps the dataset in a generator (bench-only variant)",
-                                _plain_iterator))
+        variants.append(Variant("dataset distribution", "the strategy's distributed iterator, not the dataset's own",
+                                [], "what multi-device and GPU runs read; no use on one CPU (bench-only variant)",
+                                _distributed_iterator))
         return variants
+
+    def layout(self) -> None:
+        """Recipe C's convolutions in NHWC against NCHW, interleaved; see bench/layout.py."""
+        import keras
+        import tensorflow as tf
+
+        from bench.layout import LAYOUTS, training_steps
+        from bench.timing import Contender, paired_ratio, run_rounds, timed
+
+        rounds, steps, batch = (2, 20, 64) if self.quick else (5, 100, 64)
+        log(f"layout: {' vs '.join(LAYOUTS)}, {rounds} rounds of {steps} steps")
+        keras.mixed_precision.set_dtype_policy("float32")  # an earlier section may have left another
+        images = tf.cast(tf.random.Generator.from_seed(0).uniform([batch, 28, 28, 1]) < 0.5, tf.float32)
+        count = tf.constant(steps)
+        contenders = []
+        for data_format in LAYOUTS:
+            run = training_steps(data_format, images)
+            run(tf.constant(5)).numpy()  # trace and warm up
+            contenders.append(Contender(data_format, steps * batch, timed(lambda run=run: run(count).numpy())))
+        run_rounds(contenders, rounds)
+        self.results["layout"] = {"rounds": rounds, "steps_per_window": steps, "batch_size": batch, "variants": [
+            {"layout": c.name, "median": c.median, "rates": c.rates,
+             "ratio": paired_ratio(c.rates, contenders[0].rates)} for c in contenders]}
+        for variant in self.results["layout"]["variants"]:
+            log(f"  {variant['layout']:15s} {variant['median']:7.0f} images/s {variant['ratio']:.2f}x")
 
     def threads(self) -> None:
         """Thread pools are fixed when TensorFlow starts, so each setting runs in its own process:
@@ -573,9 +598,10 @@ def _constant_input(loop) -> None:
     loop.iterator = loop.trainer.epoch_iterator(tf.data.Dataset.from_tensors(first).repeat())
 
 
-def _plain_iterator(loop) -> None:
-    """Bench-only variant: the pipeline's own iterator, without experimental_distribute_dataset's wrapper."""
-    loop.iterator = iter(loop.parts.pipelines.train(0).repeat())
+def _distributed_iterator(loop) -> None:
+    """Bench-only variant: the pipeline wrapped by experimental_distribute_dataset, as the Trainer
+    reads it on GPUs and several replicas, where on one CPU it reads the dataset's own iterator."""
+    loop.iterator = iter(loop.trainer.strategy.experimental_distribute_dataset(loop.parts.pipelines.train(0).repeat()))
 
 
 def main(argv=None) -> int:

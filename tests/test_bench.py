@@ -16,7 +16,7 @@ from vae_train.config import to_settings
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from bench import flops, reference, report, timing  # noqa: E402
+from bench import flops, layout, reference, report, timing  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -71,3 +71,15 @@ def test_paired_ratio_and_markdown_block(tmp_path):
     report.write({"machine": {"cpu": "test CPU"}, "total_seconds": 1.0}, None, page)
     text = page.read_text()
     assert "hand-written" in text and "more prose" in text and "old" not in text and "test CPU" in text
+
+
+def test_layout_stacks_compute_the_same_function_in_both_layouts():
+    """The layout lever compares like with like: the same weights give the same logits, transposed."""
+    images = tf.constant(synthetic_digits(4, seed=3)[0][..., None] / 255.0, tf.float32)
+    last, first = (layout.conv_stack(data_format, seed=1) for data_format in layout.LAYOUTS)
+    for weight_last, weight_first in zip(last.get_weights(), first.get_weights(), strict=True):
+        np.testing.assert_array_equal(weight_last, weight_first)
+    logits_first = first(tf.transpose(images, [0, 3, 1, 2]))
+    np.testing.assert_allclose(tf.transpose(logits_first, [0, 2, 3, 1]), last(images), rtol=1e-4, atol=1e-5)
+    steps = layout.training_steps("channels_first", images)
+    assert np.isfinite(steps(tf.constant(2)).numpy())
