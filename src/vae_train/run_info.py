@@ -19,6 +19,7 @@ from pathlib import Path
 import tensorflow as tf
 
 import vae_train
+from vae_train.host_cpu import cpu_model
 from vae_train.training.checkpoints import write_atomically
 
 RUN_INFO_FILE = "run_info.json"
@@ -33,16 +34,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _version(distribution: str) -> str | None:
@@ -62,7 +53,7 @@ def session_info() -> dict:
         "libraries": {name: _version(name) for name in LIBRARIES},
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
     }

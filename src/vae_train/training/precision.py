@@ -19,22 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+
+from vae_train.host_cpu import cpu_flags
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux reports them; empty elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def bfloat16_pays_on_cpu() -> bool:
