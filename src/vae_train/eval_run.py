@@ -20,7 +20,6 @@ from vae_train.pictures import ENCODE_BATCH, Pictures, write_png
 from vae_train.train import checkpoint_signature
 from vae_train.training.checkpoints import RunCheckpoints
 from vae_train.training.devices import set_up_devices
-from vae_train.training.optimizers import build_optimizer
 from vae_train.training.precision import requested_precision
 
 log = logging.getLogger(__name__)
@@ -34,12 +33,13 @@ def restore_model(settings: Config, run_dir: Path) -> tuple[Autoencoder, dict]:
     """The run's model with the weights of its latest checkpoint, and where they came from."""
     checkpoint_dir = Path(run_dir) / "checkpoints"
     model = build_model(settings.model, settings.latent_dim, settings.seed)
-    # The optimizer is rebuilt as in training for its step counter; the trainer's running sums are left.
-    optimizer = build_optimizer(settings.optimizer, settings.trainer.mixed_precision)
-    optimizer.build(model.trainable_variables)
+    # Saved as the Trainer saves them (see Trainer.checkpoints); the trainer's step counter, not the
+    # optimizer's, which stops on skipped batches. The optimizer and the running sums are left unread.
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature(settings), settings.trainer.checkpoints_to_keep,
-                                 model=model, optimizer=optimizer, epoch=epoch, noise=model.noise)
+                                 model_weights=list(model.weights), epoch=epoch, global_step=global_step,
+                                 noise=model.noise)
     if checkpoints.latest is None:
         raise CheckpointError(
             f"{run_dir} has no checkpoint in {checkpoint_dir}: the run stopped before its first one was "
@@ -47,7 +47,7 @@ def restore_model(settings: Config, run_dir: Path) -> tuple[Autoencoder, dict]:
         )
     checkpoints.restore_latest(partial=True)
     return model, {"checkpoint": checkpoints.latest, "epoch": int(epoch.numpy()),
-                   "steps": int(optimizer.iterations.numpy())}
+                   "steps": int(global_step.numpy())}
 
 
 def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tuple[str, ...] = (),
