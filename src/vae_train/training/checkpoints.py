@@ -72,7 +72,7 @@ class RunCheckpoints:
                 f"Cannot restore {self.latest}: {str(err).splitlines()[0]} The checkpoint is damaged or "
                 "from a different model; use another run folder or delete the checkpoints folder."
             ) from err
-        log.info("Resumed from %s.", self.latest)
+        log.info("%s %s.", "Read" if partial else "Resumed from", self.latest)
         return True
 
     def save(self, step: int) -> str:
