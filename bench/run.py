@@ -329,9 +329,9 @@ class Bench:
 
     @staticmethod
     def levers_precision(settings) -> str:
-        from vae_train.training.precision import resolve_precision
+        from vae_train.training.precision import requested_precision, resolve_precision
 
-        return resolve_precision(settings.trainer.precision.value, settings.trainer.mixed_precision)
+        return resolve_precision(requested_precision(settings.trainer))
 
     def lever_variants(self) -> list[Variant]:
         """Each differs from the defaults in one lever."""

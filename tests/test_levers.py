@@ -138,7 +138,8 @@ def test_auto_precision(monkeypatch, flags, onednn, gpus, replicas, expected):
     assert precision.resolve_precision("auto", gpus=gpus, replicas=replicas) == expected
     assert precision.resolve_precision("float32", gpus=gpus) == "float32"
     assert precision.resolve_precision("mixed_bfloat16", gpus=1) == "mixed_bfloat16"
-    assert precision.resolve_precision("auto", mixed_precision=True) == "mixed_float16"
+    older_switch = to_settings(compose(["trainer.mixed_precision=true"])).trainer
+    assert precision.resolve_precision(precision.requested_precision(older_switch)) == "mixed_float16"
 
 
 def test_precision_keys():

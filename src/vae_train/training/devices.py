@@ -108,20 +108,13 @@ STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {
 }
 
 
-def _dtype_policy(precision: bool | str, gpus: int, replicas: int) -> str:
-    """A ``trainer.precision`` name, ``auto`` resolved for this machine, as a Keras dtype policy; a
-    bool is the older ``trainer.mixed_precision`` switch."""
-    if isinstance(precision, bool):
-        return "mixed_float16" if precision else "float32"
-    return resolve_precision(precision, gpus=gpus, replicas=replicas)
-
-
-def set_up_devices(strategy: str, precision: bool | str, cpu_threads: int | None = None,
+def set_up_devices(strategy: str, precision: str, cpu_threads: int | None = None,
                    gpu: int | None = None) -> tf.distribute.Strategy:
     """Configure the devices and return the strategy to build and train the model under.
 
-    ``precision`` is a ``trainer.precision`` name (``auto`` included) or the older bool switch;
-    the Keras policy it resolves to is then ``keras.mixed_precision.global_policy()``."""
+    ``precision`` is a ``trainer.precision`` name (``auto`` included, see
+    :func:`~vae_train.training.precision.requested_precision`); the Keras policy it resolves to is
+    then ``keras.mixed_precision.global_policy()``."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"trainer.strategy={strategy!r} is not one of {', '.join(STRATEGIES)}.")
     # Both only take effect before TensorFlow initializes its runtime, so they come first.
@@ -130,7 +123,7 @@ def set_up_devices(strategy: str, precision: bool | str, cpu_threads: int | None
     gpus = _enable_memory_growth()
     chosen = STRATEGIES[strategy]()
     # Keras reads the policy when layers are created, so this precedes model building.
-    policy = _dtype_policy(precision, len(gpus), chosen.num_replicas_in_sync)
+    policy = resolve_precision(precision, gpus=len(gpus), replicas=chosen.num_replicas_in_sync)
     keras.mixed_precision.set_dtype_policy(policy)
     log.info("Devices: %d GPU(s); CPU threads: %s; strategy %s with %d replica(s); precision %s.",
              len(gpus), tf.config.threading.get_intra_op_parallelism_threads() or "all",

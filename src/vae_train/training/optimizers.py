@@ -13,12 +13,11 @@ OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
 }
 
 
-def build_optimizer(config, precision: bool | str) -> keras.optimizers.Optimizer:
-    """``precision``: the run's Keras dtype policy name, or the older bool ``mixed_precision``."""
+def build_optimizer(config, precision: str) -> keras.optimizers.Optimizer:
+    """``precision``: the run's Keras dtype policy name."""
     arguments = {key: value for key, value in dataclasses.asdict(config).items()
                  if key != "name" and value is not None}
     optimizer = OPTIMIZERS[config.name](**arguments)
     # float16 gradients underflow without loss scaling; the wrapper scales and unscales them.
     # bfloat16 has float32's exponent range and needs none.
-    loss_scaling = precision is True or precision == "mixed_float16"
-    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer

@@ -39,13 +39,8 @@ def requested_precision(trainer_config) -> str:
     return "mixed_float16" if trainer_config.mixed_precision else trainer_config.precision.value
 
 
-def resolve_precision(precision: str, mixed_precision: bool = False, gpus: int = 0, replicas: int = 1) -> str:
-    """The Keras dtype policy for ``trainer.precision`` (``auto`` resolved for this machine).
-
-    ``trainer.mixed_precision=true``, the older switch, means ``mixed_float16``.
-    """
-    if mixed_precision:
-        return "mixed_float16"
+def resolve_precision(precision: str, gpus: int = 0, replicas: int = 1) -> str:
+    """The Keras dtype policy for a :func:`requested_precision` (``auto`` resolved for this machine)."""
     if precision != "auto":
         return precision
     if gpus == 0 and replicas == 1 and bfloat16_pays_on_cpu():
