@@ -71,11 +71,11 @@ def test_xla_trains_like_the_default_kernels(tiny_data_dir, tmp_path):
 
 
 def test_host_cpu_reads_the_dataset_itself_and_trains_as_distributed(tiny_data_dir, tmp_path, monkeypatch):
-    from vae_train.training import loop
+    from vae_train.training import devices
 
     own = fit(tiny_data_dir, tmp_path / "own", "trainer.precision=float32")
-    assert loop.trains_on_host_cpu(own[2].strategy)  # the shortcut was taken
-    monkeypatch.setattr(loop, "trains_on_host_cpu", lambda strategy: False)
+    assert devices.trains_on_host_cpu(own[2].strategy)  # the shortcut was taken
+    monkeypatch.setattr(devices, "trains_on_host_cpu", lambda strategy: False)
     distributed = fit(tiny_data_dir, tmp_path / "distributed", "trainer.precision=float32")
     assert_same_training(own, distributed, rel=1e-6, weights_atol=1e-6)
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from vae_train.config import ExtraMetric
 from vae_train.models import Autoencoder, VariationalAutoencoder
+from vae_train.training.devices import distribute_input
 
 # The per-example terms every model reports; the step functions return their sums, in this order.
 TERMS = ("loss", "reconstruction", "kl")
@@ -87,7 +88,7 @@ class Evaluator:
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         self.noise.reset_from_seed(self.seed)
         sums = np.zeros(len(TERMS) + 1 + len(self.extra_names))
-        for images in self.strategy.experimental_distribute_dataset(dataset):
+        for images in distribute_input(self.strategy, dataset):
             sums += self._step(images).numpy()
         terms, extras = sums[:len(TERMS) + 1], sums[len(TERMS) + 1:]
         figures = metrics_from_sums(terms, self.model.variational)

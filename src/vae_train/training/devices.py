@@ -100,6 +100,15 @@ def trains_on_host_cpu(strategy: tf.distribute.Strategy) -> bool:
             and tf.DeviceSpec.from_string(devices[0]).device_type == "CPU")
 
 
+def distribute_input(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
+    """``dataset`` as the strategy's steps read it: distributed over the replicas, or as it is when
+    one replica trains on the host CPU. There distributing moves nothing and costs ~0.2 ms per
+    batch, which capped the training input at ~5x dense_ae's training rate."""
+    if trains_on_host_cpu(strategy):
+        return dataset
+    return strategy.experimental_distribute_dataset(dataset)
+
+
 STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {
     "auto": _auto,
     "one_device": _one_device,
