@@ -19,8 +19,8 @@ from pathlib import Path
 import tensorflow as tf
 
 import vae_train
+from vae_train.files import write_atomically
 from vae_train.host_cpu import cpu_model
-from vae_train.training.checkpoints import write_atomically
 
 RUN_INFO_FILE = "run_info.json"
 LIBRARIES = ("tensorflow", "keras", "numpy", "hydra-core", "omegaconf", "tensorboard")

@@ -44,6 +44,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from vae_train.files import write_atomically
+
 log = logging.getLogger(__name__)
 
 SUMMARY_CSV = "summary.csv"
@@ -103,7 +105,7 @@ def record_failure(job_dir: Path, error: str) -> None:
     """Leave the job's error in its folder, where the summary finds it."""
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(job_dir / ERROR_FILE, json.dumps({"error": error}, indent=2) + "\n")
+    write_atomically(job_dir / ERROR_FILE, json.dumps({"error": error}, indent=2) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,16 +283,9 @@ def write_summary(sweep_dir: Path, output_subdir: str = ".hydra") -> list[JobRow
     rows = rank(collect_jobs(sweep_dir, output_subdir))
     header, table = _table(rows, sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(sweep_dir / SUMMARY_CSV, _csv_text(header, table))
-    _write_atomically(sweep_dir / SUMMARY_MD, _markdown_text(rows, header, table, f"Sweep {sweep_dir}"))
+    write_atomically(sweep_dir / SUMMARY_CSV, _csv_text(header, table))
+    write_atomically(sweep_dir / SUMMARY_MD, _markdown_text(rows, header, table, f"Sweep {sweep_dir}"))
     return rows
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers (and jobs of a parallel sweep rewriting the same file) see a whole file, old or new."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,10 +16,10 @@ from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
 from vae_train.errors import TrainingError
 from vae_train.evaluation import Evaluator, likelihood_figures
 from vae_train.export import EXPORT_DIR, export_models
+from vae_train.files import write_atomically
 from vae_train.models import Autoencoder, build_model
 from vae_train.pictures import TensorBoardPictures
 from vae_train.run_info import record_session
-from vae_train.training.checkpoints import write_atomically
 from vae_train.training.devices import set_up_devices
 from vae_train.training.loop import Trainer
 from vae_train.training.optimizers import build_optimizer

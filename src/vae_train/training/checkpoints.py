@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import tensorflow as tf
 
 from vae_train.errors import CheckpointError
+from vae_train.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +83,3 @@ class RunCheckpoints:
             self.directory.mkdir(parents=True, exist_ok=True)
             write_atomically(signature, json.dumps(self.signature, indent=2))
         return self.manager.save(checkpoint_number=step)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new, never a mix."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
