@@ -18,7 +18,7 @@ from vae_train.evaluation import Evaluator, encode, likelihood_figures, reconstr
 from vae_train.models import Autoencoder, build_model
 from vae_train.pictures import ENCODE_BATCH, Pictures, write_png
 from vae_train.train import checkpoint_signature
-from vae_train.training.checkpoints import RunCheckpoints
+from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 from vae_train.training.devices import set_up_devices
 from vae_train.training.precision import requested_precision
 
@@ -33,13 +33,12 @@ def restore_model(settings: Config, run_dir: Path) -> tuple[Autoencoder, dict]:
     """The run's model with the weights of its latest checkpoint, and where they came from."""
     checkpoint_dir = Path(run_dir) / "checkpoints"
     model = build_model(settings.model, settings.latent_dim, settings.seed)
-    # Saved as the Trainer saves them (see Trainer.checkpoints); the trainer's step counter, not the
-    # optimizer's, which stops on skipped batches. The optimizer and the running sums are left unread.
+    # The trainer's step counter, not the optimizer's, which stops on skipped batches. The optimizer
+    # and the running sums are left unread.
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature(settings), settings.trainer.checkpoints_to_keep,
-                                 model_weights=list(model.weights), epoch=epoch, global_step=global_step,
-                                 noise=model.noise)
+                                 **model_trackables(model), epoch=epoch, global_step=global_step)
     if checkpoints.latest is None:
         raise CheckpointError(
             f"{run_dir} has no checkpoint in {checkpoint_dir}: the run stopped before its first one was "

@@ -1,4 +1,5 @@
-"""Checkpoints of a run: model, optimizer (with its step counter), epoch and noise generator.
+"""Checkpoints of a run: the model's weights and noise generator, the optimizer, the epoch and step,
+and the running sums of the current epoch (see Trainer).
 
 ``signature.json`` beside them records what they were trained as, so restoring into a different
 model says so in words instead of failing on a tensor shape deep inside TensorFlow.
@@ -22,6 +23,13 @@ SIGNATURE_FILE = "signature.json"
 
 def _describe(signature: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in signature.items())
+
+
+def model_trackables(model) -> dict:
+    """The model's part of a run's checkpoint, under the names every reader of it uses. Its weights
+    are listed: tf.train.Checkpoint does not track a Keras 3 model's variables itself, and the
+    optimizer's references cover only the trainable ones."""
+    return {"model_weights": list(model.weights), "noise": model.noise}
 
 
 class RunCheckpoints:

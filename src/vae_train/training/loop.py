@@ -29,7 +29,7 @@ from vae_train.data.pipeline import ImagePipelines
 from vae_train.errors import CheckpointError, ConfigError, TrainingError
 from vae_train.evaluation import TERMS, Evaluator, metrics_from_sums, summed_terms
 from vae_train.models import Autoencoder
-from vae_train.training.checkpoints import RunCheckpoints
+from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 from vae_train.training.devices import distribute_input
 from vae_train.training.interrupts import StopRequest
 from vae_train.training.summaries import TensorBoardWriters
@@ -90,12 +90,9 @@ class Trainer:
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # Row 0: sums over the current epoch so far; row 1: since the last TensorBoard point.
         self.running_sums = tf.Variable(np.zeros((2, SUMS_SIZE)), trainable=False, name="running_sums")
-        # The model's weights are listed explicitly: tf.train.Checkpoint does not track a Keras 3
-        # model's variables itself, and the optimizer's references cover only trainable ones.
         self.checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature, config.checkpoints_to_keep,
-                                          model_weights=list(model.weights), optimizer=optimizer,
-                                          epoch=self.epoch, global_step=self.global_step,
-                                          running_sums=self.running_sums, noise=model.noise)
+                                          **model_trackables(model), optimizer=optimizer, epoch=self.epoch,
+                                          global_step=self.global_step, running_sums=self.running_sums)
         self.evaluator = evaluator or Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
         self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = tf.function(self._distributed_steps)
