@@ -92,15 +92,13 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     ``results["finished"]`` is False when a signal stopped the run early; a non-finite loss raises
     TrainingError after writing results.json with the error.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     parts = build_parts(settings)
     strategy, dataset, pipelines = parts.strategy, parts.dataset, parts.pipelines
     model, optimizer = parts.model, parts.optimizer
 
     # Only the chief of a multi-worker run writes run_dir; the other workers, a scratch folder.
     chief = is_chief(strategy)
-    run_dir = output_dir(run_dir, chief)
+    run_dir = output_dir(Path(run_dir), chief)  # creates the chief's run folder
     writers = TensorBoardWriters(run_dir)
     pictures = TensorBoardPictures.for_run(model, pipelines.test(), dataset.test.labels, dataset.class_names,
                                            settings.evaluation, writers, settings.trainer.epochs, settings.seed)
