@@ -15,18 +15,9 @@ from vae_train.config import Config, to_settings
 from vae_train.training.summaries import TensorBoardWriters
 
 
-def compose(overrides: list[str]):
-    """The composed config exactly as ``vae-train <overrides>`` would see it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from vae_train.cli import config_dir  # registers the schemas; imports no TensorFlow
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
-
-
 def settings_for(data_root: Path, dataset: str, overrides: list[str]) -> Config:
+    from vae_train.cli import compose  # registers the schemas; imports no TensorFlow
+
     return to_settings(compose([*overrides, f"data.root={data_root / dataset}", "trainer.progress_bar=false"]))
 
 

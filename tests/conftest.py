@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vae_train import cli
+
 # Quiet TensorFlow's C++ start-up chatter in test output and subprocesses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = PROJECT_ROOT / "conf"
 SPLIT_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
     "train_labels": "train-labels-idx1-ubyte.gz",
@@ -69,16 +70,7 @@ def tiny_overrides(data_dir: Path, batch_size: int = 32) -> list[str]:
     ]
 
 
-def compose(overrides: list[str] | None = None, return_hydra_config: bool = False):
-    """The composed config exactly as ``vae-train`` would see it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from vae_train.config import register_schemas
-
-    register_schemas()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides or [], return_hydra_config=return_hydra_config)
+compose = cli.compose  # the config vae-train runs with, from the project's conf/
 
 
 # The finished run that the picture and evaluation tests share: three epochs of 4 steps, pictures

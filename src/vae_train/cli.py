@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -34,6 +35,15 @@ def config_dir() -> str:
     here = Path(__file__).resolve().parent
     packaged = here / "conf"
     return str(packaged if packaged.is_dir() else here.parents[1] / "conf")
+
+
+def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """The config ``vae-train <overrides>`` runs with, composed without running (tests, ``make bench``)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 register_schemas()
