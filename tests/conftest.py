@@ -70,6 +70,22 @@ def tiny_overrides(data_dir: Path, batch_size: int = 32) -> list[str]:
     ]
 
 
+def train_tiny(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
+    """A run on the tiny dataset through ``train()``, as the command line would set it up."""
+    from vae_train.config import to_settings
+    from vae_train.train import train  # TensorFlow
+
+    return train(to_settings(compose([*tiny_overrides(data_dir), *overrides])), run_dir)
+
+
+def tiny_data_config(root: Path, **values):
+    """The data settings of the tiny dataset in ``root``, with ``values`` changed."""
+    from vae_train.config import DataConfig
+
+    defaults = {"name": "mnist", "root": str(root), "verify_checksums": False, "batch_size": 16}
+    return DataConfig(**(defaults | values))
+
+
 compose = cli.compose  # the config vae-train runs with, from the project's conf/
 
 

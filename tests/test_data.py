@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SPLIT_FILES, make_idx_folder, synthetic_digits, write_idx
+from conftest import SPLIT_FILES, make_idx_folder, synthetic_digits, tiny_data_config, write_idx
 from vae_train.config import Binarize, DataConfig
 from vae_train.data import sources
 from vae_train.data.idx import md5sum, read_images, read_labels
@@ -132,11 +132,6 @@ def test_bad_label_file_raises_data_error_naming_the_file(tmp_path, damage):
     assert str(path) in str(excinfo.value)
 
 
-def _data_config(root: Path, **overrides) -> DataConfig:
-    values = {"name": "mnist", "root": str(root), "verify_checksums": False, "batch_size": 16}
-    return DataConfig(**(values | overrides))
-
-
 def test_image_and_label_counts_must_agree(tmp_path, tiny_data_dir):
     from vae_train.data.pipeline import load_dataset
 
@@ -146,7 +141,7 @@ def test_image_and_label_counts_must_agree(tmp_path, tiny_data_dir):
     write_idx(labels_path, read_labels(labels_path)[:100])
 
     with pytest.raises(DataError) as excinfo:
-        load_dataset(_data_config(folder))
+        load_dataset(tiny_data_config(folder))
 
     message = str(excinfo.value)
     assert str(folder / SPLIT_FILES["train_images"]) in message
@@ -157,7 +152,7 @@ def test_files_that_are_not_the_published_ones_fail_the_checksum(tiny_data_dir):
     from vae_train.data.pipeline import load_dataset
 
     with pytest.raises(DataError, match="Checksum mismatch") as excinfo:
-        load_dataset(_data_config(tiny_data_dir, verify_checksums=True))
+        load_dataset(tiny_data_config(tiny_data_dir, verify_checksums=True))
 
     assert any(str(tiny_data_dir / name) in str(excinfo.value) for name in SPLIT_FILES.values())
 
@@ -369,7 +364,7 @@ def tiny_dataset(tiny_data_dir):
     """The session's tiny data (128 train, 64 test images), decoded once."""
     from vae_train.data.pipeline import load_dataset
 
-    return load_dataset(_data_config(tiny_data_dir))
+    return load_dataset(tiny_data_config(tiny_data_dir))
 
 
 def _pipelines(dataset, binarize: Binarize = Binarize.none, batch_size: int = 16, seed: int = 7, **overrides):
@@ -497,7 +492,7 @@ def test_dynamic_binarization_is_a_bernoulli_draw_of_the_grey_level(tiny_dataset
 def test_max_train_examples_limits_the_training_set(tiny_data_dir):
     from vae_train.data.pipeline import load_dataset
 
-    dataset = load_dataset(_data_config(tiny_data_dir, max_train_examples=32, max_test_examples=20))
+    dataset = load_dataset(tiny_data_config(tiny_data_dir, max_train_examples=32, max_test_examples=20))
 
     assert len(dataset.train.images) == len(dataset.train.labels) == 32
     assert len(dataset.test.images) == 20
@@ -508,7 +503,7 @@ def test_max_train_examples_above_the_set_size_warns_and_uses_everything(tiny_da
     from vae_train.data.pipeline import load_dataset
 
     with caplog.at_level(logging.WARNING):
-        dataset = load_dataset(_data_config(tiny_data_dir, max_train_examples=1000))
+        dataset = load_dataset(tiny_data_config(tiny_data_dir, max_train_examples=1000))
 
     assert len(dataset.train.images) == 128
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
@@ -522,4 +517,4 @@ def test_batch_size_larger_than_the_training_set_raises_config_error(tiny_data_d
     from vae_train.data.pipeline import load_dataset
 
     with pytest.raises(ConfigError, match="data.batch_size"):
-        load_dataset(_data_config(tiny_data_dir, **overrides))
+        load_dataset(tiny_data_config(tiny_data_dir, **overrides))

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from conftest import compose, make_idx_folder, synthetic_digits, tiny_overrides
-from vae_train.config import DataConfig, DataSplit, Reduction, to_settings
+from conftest import compose, make_idx_folder, synthetic_digits, tiny_data_config, tiny_overrides
+from vae_train.config import DataSplit, Reduction, to_settings
 from vae_train.data.pipeline import ImagePipelines, load_dataset
 from vae_train.errors import ConfigError, TrainingError
 from vae_train.models import build_model
@@ -127,22 +127,18 @@ def test_recipe_b_learning_rate_needs_its_mean_over_pixels(tiny_data_dir, tmp_pa
 # --- data splits -------------------------------------------------------------------------------
 
 
-def _data_config(folder, **values) -> DataConfig:
-    return DataConfig(name="mnist", root=str(folder), verify_checksums=False, batch_size=16, **values)
-
-
 def test_validation_split_holds_out_the_last_training_images(tiny_data_dir):
-    standard = load_dataset(_data_config(tiny_data_dir))
-    held_out = load_dataset(_data_config(tiny_data_dir, split=DataSplit.validation, validation_size=32))
+    standard = load_dataset(tiny_data_config(tiny_data_dir))
+    held_out = load_dataset(tiny_data_config(tiny_data_dir, split=DataSplit.validation, validation_size=32))
     np.testing.assert_array_equal(held_out.train.images, standard.train.images[:96])
     np.testing.assert_array_equal(held_out.test.images, standard.train.images[96:])
     np.testing.assert_array_equal(held_out.test.labels, standard.train.labels[96:])
-    assert ImagePipelines(held_out, _data_config(tiny_data_dir), seed=0).test_size == 32
+    assert ImagePipelines(held_out, tiny_data_config(tiny_data_dir), seed=0).test_size == 32
 
 
 def test_combined_split_trains_on_training_and_test_images(tiny_data_dir):
-    standard = load_dataset(_data_config(tiny_data_dir))
-    combined = load_dataset(_data_config(tiny_data_dir, split=DataSplit.combined, max_train_examples=150))
+    standard = load_dataset(tiny_data_config(tiny_data_dir))
+    combined = load_dataset(tiny_data_config(tiny_data_dir, split=DataSplit.combined, max_train_examples=150))
     assert len(combined.train.images) == 150  # the limit applies to the combined set
     np.testing.assert_array_equal(combined.train.images[128:], standard.test.images[:22])
     np.testing.assert_array_equal(combined.train.labels[128:], standard.test.labels[:22])
@@ -151,4 +147,4 @@ def test_combined_split_trains_on_training_and_test_images(tiny_data_dir):
 
 def test_validation_split_larger_than_the_training_set_is_a_config_error(tiny_data_dir):
     with pytest.raises(ConfigError, match="data.validation_size=128"):
-        load_dataset(_data_config(tiny_data_dir, split=DataSplit.validation, validation_size=128))
+        load_dataset(tiny_data_config(tiny_data_dir, split=DataSplit.validation, validation_size=128))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import compose, make_idx_folder, tiny_overrides, write_idx
+from conftest import compose, make_idx_folder, tiny_overrides, train_tiny, write_idx
 from vae_train.config import to_settings
 from vae_train.errors import TrainingError
 from vae_train.models import build_model
@@ -137,10 +137,6 @@ def test_a_second_signal_gets_the_default_action():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
         assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) is previous
-
-
-def train_tiny(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
-    return train(to_settings(compose([*tiny_overrides(data_dir), *overrides])), run_dir)
 
 
 def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tiny_data_dir, tmp_path):

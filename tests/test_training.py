@@ -14,10 +14,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import PROJECT_ROOT, compose, tiny_overrides
-from vae_train.config import to_settings
+from conftest import PROJECT_ROOT, tiny_overrides, train_tiny
 from vae_train.errors import CheckpointError, TrainingError
-from vae_train.train import train
 
 
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -33,11 +31,6 @@ def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env.pop("VAE_TRAIN_DATA", None)
     return subprocess.run([sys.executable, "-m", "vae_train.cli", *overrides], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def train_tiny(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
-    settings = to_settings(compose([*tiny_overrides(data_dir), *overrides]))
-    return train(settings, run_dir)
 
 
 def test_cli_trains_and_fills_the_run_folder(tiny_data_dir, tmp_path):
