@@ -16,6 +16,7 @@ from vae_train.training.devices import distribute_input
 
 # The per-example terms every model reports; the step functions return their sums, in this order.
 TERMS = ("loss", "reconstruction", "kl")
+SUMS_SIZE = len(TERMS) + 1  # what summed_terms returns: the terms' sums and the number of images
 # Reported when the optimizer minimizes something other than ``loss`` (a recipe's own definition).
 RECIPE_LOSS = "recipe_loss"
 # Images decoded per call of the likelihood estimate, whatever the number of samples and the batch:
@@ -87,10 +88,10 @@ class Evaluator:
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         self.noise.reset_from_seed(self.seed)
-        sums = np.zeros(len(TERMS) + 1 + len(self.extra_names))
+        sums = np.zeros(SUMS_SIZE + len(self.extra_names))
         for images in distribute_input(self.strategy, dataset):
             sums += self._step(images).numpy()
-        terms, extras = sums[:len(TERMS) + 1], sums[len(TERMS) + 1:]
+        terms, extras = sums[:SUMS_SIZE], sums[SUMS_SIZE:]
         figures = metrics_from_sums(terms, self.model.variational)
         figures.update({name: float(total / terms[-1]) for name, total in zip(self.extra_names, extras, strict=True)})
         return figures

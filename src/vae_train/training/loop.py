@@ -27,7 +27,7 @@ import tensorflow as tf
 from vae_train.config import OnNonFinite, TrainerConfig
 from vae_train.data.pipeline import ImagePipelines
 from vae_train.errors import CheckpointError, ConfigError, TrainingError
-from vae_train.evaluation import TERMS, Evaluator, metrics_from_sums, summed_terms
+from vae_train.evaluation import SUMS_SIZE, Evaluator, metrics_from_sums, summed_terms
 from vae_train.models import Autoencoder
 from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 from vae_train.training.devices import distribute_input
@@ -36,7 +36,6 @@ from vae_train.training.summaries import TensorBoardWriters
 
 log = logging.getLogger(__name__)
 
-SUMS_SIZE = len(TERMS) + 1  # the terms' sums and the number of images
 
 
 @dataclass
