@@ -1,7 +1,9 @@
-"""Files that readers, and other processes writing the same file, see whole: old or new."""
+"""Files that readers, and other processes writing the same file, see whole: old or new; and
+reading back a JSON record that may be missing or damaged."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,3 +14,12 @@ def write_atomically(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(text)
     os.replace(partial, path)
+
+
+def read_json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``; None when the file is missing, unreadable or holds no object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

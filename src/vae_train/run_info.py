@@ -19,7 +19,7 @@ from pathlib import Path
 import tensorflow as tf
 
 import vae_train
-from vae_train.files import write_atomically
+from vae_train.files import read_json_object, write_atomically
 from vae_train.host_cpu import cpu_model
 
 RUN_INFO_FILE = "run_info.json"
@@ -61,9 +61,7 @@ def session_info() -> dict:
 
 def record_session(run_dir: Path) -> None:
     path = Path(run_dir) / RUN_INFO_FILE
-    try:
-        sessions = json.loads(path.read_text())["sessions"] if path.is_file() else []
-    except (OSError, ValueError, KeyError):
-        sessions = []  # an unreadable record is replaced rather than blocking the run
+    # An unreadable record is replaced rather than blocking the run.
+    sessions = (read_json_object(path) or {}).get("sessions", [])
     sessions.append(session_info())
     write_atomically(path, json.dumps({"sessions": sessions}, indent=2) + "\n")

@@ -44,7 +44,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vae_train.files import write_atomically
+from vae_train.files import read_json_object, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +131,6 @@ class JobRow:
             return None
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _split_override(override: str) -> tuple[str, str]:
     key, _, value = override.partition("=")
     return key.lstrip("+~"), value
@@ -152,8 +144,8 @@ def _read_job(folder: Path, output_subdir: str) -> JobRow:
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
         number = int(folder.name) if folder.name.isdigit() else -1
     row = JobRow(number, folder, dict(_split_override(str(item)) for item in overrides), "unfinished")
-    failure = _read_json(folder / ERROR_FILE)
-    results = _read_json(folder / RESULTS_FILE)
+    failure = read_json_object(folder / ERROR_FILE)
+    results = read_json_object(folder / RESULTS_FILE)
     if results is not None:
         row.results = results
     if failure is not None:
@@ -448,7 +440,7 @@ class SweepCallback(Callback):
         elif isinstance(returned, FailedJob):
             record_failure(job_dir, returned.error)
         else:
-            results = _read_json(job_dir / RESULTS_FILE) or {}
+            results = read_json_object(job_dir / RESULTS_FILE) or {}
             # No test figures (a run stopped by a signal): the summary says so; no objective to plot.
             with contextlib.suppress(KeyError, TypeError, ValueError):
                 write_job_objective(job_dir, objective(results), step=int(results.get("steps") or 0))

@@ -16,7 +16,7 @@ from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
 from vae_train.errors import TrainingError
 from vae_train.evaluation import Evaluator, likelihood_figures
 from vae_train.export import EXPORT_DIR, export_models
-from vae_train.files import write_atomically
+from vae_train.files import read_json_object, write_atomically
 from vae_train.models import Autoencoder, build_model
 from vae_train.pictures import TensorBoardPictures
 from vae_train.run_info import record_session
@@ -42,13 +42,6 @@ def _model_description(model) -> str:
     for part in (model.encoder, model.decoder):
         part.summary(print_fn=lambda line, *_: lines.append(line))
     return "```\n" + "\n".join(lines) + "\n```"
-
-
-def _previous_results(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / RESULTS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 @dataclass
@@ -137,7 +130,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
                                  "epochs": int(trainer.epoch.numpy()), "steps": trainer.step})
         raise
 
-    previous = _previous_results(run_dir)
+    previous = read_json_object(run_dir / RESULTS_FILE) or {}
     last = history.epochs[-1] if history.epochs else None
     # A resumed run that had nothing left to train still reports its model's test figures.
     test_metrics = last.test if last else trainer.evaluator.evaluate(pipelines.test())
