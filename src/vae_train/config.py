@@ -89,6 +89,21 @@ class Reduction(Enum):
     mean = "mean"
 
 
+class Downsampling(Enum):
+    """How the convolutional encoder halves its feature maps."""
+
+    strided = "strided"  # a convolution with stride 2
+    pooled = "pooled"  # a convolution with stride 1, then 2x2 max-pooling
+
+
+class Schedule(Enum):
+    """The learning rate over training (Keras' schedules); it ends at trainer.epochs."""
+
+    constant = "constant"
+    cosine = "cosine"  # cosine decay from optimizer.learning_rate
+    warmup_cosine = "warmup_cosine"  # linear warm-up from 0 over optimizer.warmup_steps, then cosine decay
+
+
 class DataSplit(Enum):
     """Which images train the model and which are evaluated as the "test" set."""
 
@@ -149,15 +164,19 @@ class ConvAEConfig(ModelConfig):
     hidden_units: list[int] = field(default_factory=list)
     decoder_filters: list[int] = field(default_factory=lambda: [64, 32])
     decoder_start_channels: int = 64
+    # Dense layers of the decoder between the code and the first feature map.
+    decoder_hidden_units: list[int] = field(default_factory=list)
     kernel_size: int = 3
     activation: str = "relu"
+    downsampling: Downsampling = Downsampling.strided
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         _require(self.encoder_padding in ("same", "valid"), "model.encoder_padding must be same or valid.")
         _require(28 % (2 ** len(self.decoder_filters)) == 0,
                  "model.decoder_filters: each layer doubles the size, so 28 must divide by 2**len "
                  f"(got {len(self.decoder_filters)} layers).")
-        for key in ("encoder_filters", "hidden_units", "decoder_filters"):
+        for key in ("encoder_filters", "hidden_units", "decoder_filters", "decoder_hidden_units"):
             _require(all(u > 0 for u in getattr(self, key)), f"model.{key} must be positive.")
         _require_positive(self.decoder_start_channels, "model.decoder_start_channels")
         _require_positive(self.kernel_size, "model.kernel_size")
@@ -236,10 +255,20 @@ class OptimizerConfig:
     name: str = MISSING
     learning_rate: float = MISSING
     clipnorm: float | None = None
+    # The schedule's keys; build_optimizer reads them, the Keras optimizer does not get them.
+    schedule: Schedule = Schedule.constant
+    warmup_steps: int = 0
+    # cosine schedules end at this fraction of optimizer.learning_rate (Keras' alpha).
+    final_learning_rate_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _require_positive(self.learning_rate, "optimizer.learning_rate")
         _require_positive(self.clipnorm, "optimizer.clipnorm")
+        _require(self.warmup_steps >= 0, f"optimizer.warmup_steps must be >= 0, got {self.warmup_steps}.")
+        _require(self.schedule is not Schedule.warmup_cosine or self.warmup_steps > 0,
+                 "optimizer.schedule=warmup_cosine needs optimizer.warmup_steps > 0.")
+        _require(0.0 <= self.final_learning_rate_fraction <= 1.0,
+                 f"optimizer.final_learning_rate_fraction must be in [0, 1], got {self.final_learning_rate_fraction}.")
 
 
 @dataclass

@@ -70,7 +70,8 @@ def build_parts(settings: Config, dataset: ImageDataset | None = None) -> RunPar
 
     with strategy.scope():
         model = build_model(settings.model, settings.latent_dim, settings.seed)
-        optimizer = build_optimizer(settings.optimizer, precision)
+        optimizer = build_optimizer(settings.optimizer, precision,
+                                    total_steps=settings.trainer.epochs * pipelines.steps_per_epoch)
         # Built now, not at the first step, so a checkpoint restores into existing variables.
         optimizer.build(model.trainable_variables)
     # The model's layers keep the run's policy; layers made later (pictures, exports, other runs in
@@ -99,7 +100,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     trainer = Trainer(model, optimizer, strategy, pipelines, settings.trainer, writers,
                       checkpoint_dir=run_dir / "checkpoints", checkpoint_signature=checkpoint_signature(settings),
                       epoch_end_hooks=[pictures], evaluator=evaluator)
-    resumed = trainer.restore_latest(settings.optimizer.learning_rate)
+    resumed = trainer.restore_latest(settings.optimizer)
     check_same_step(strategy, trainer.global_step)
     record_session(run_dir)
 

@@ -4,33 +4,57 @@ from __future__ import annotations
 
 import keras
 
+from vae_train.config import Downsampling
 from vae_train.models.base import IMAGE_SHAPE, Autoencoder
 from vae_train.models.registry import register_model
 
 
+def _layer(layer_class, config, *args, **kwargs):
+    """``layer_class(*args)`` with the model's activation; with ``model.batch_norm``, without bias and
+    followed by batch normalization, then the activation."""
+    def apply(x):
+        if not config.batch_norm:
+            return layer_class(*args, activation=config.activation, **kwargs)(x)
+        x = layer_class(*args, use_bias=False, **kwargs)(x)
+        x = keras.layers.BatchNormalization()(x)
+        return keras.layers.Activation(config.activation)(x)
+
+    return apply
+
+
+def _downsample(x, filters: int, config):
+    """Halve the feature map: a strided convolution, or a convolution then 2x2 max-pooling."""
+    strided = config.downsampling is Downsampling.strided
+    x = _layer(keras.layers.Conv2D, config, filters, config.kernel_size, strides=2 if strided else 1,
+               padding=config.encoder_padding)(x)
+    return x if strided else keras.layers.MaxPooling2D(2)(x)
+
+
 def conv_encoder(config, latent_dim: int, head_names: tuple[str, ...], name: str = "encoder") -> keras.Model:
-    """Strided convolutions, optional dense layers, then one ``latent_dim`` head per name."""
+    """Downsampling convolutions, optional dense layers, then one ``latent_dim`` head per name."""
     images = keras.Input(IMAGE_SHAPE, name="images")
     x = images
     for filters in config.encoder_filters:
-        x = keras.layers.Conv2D(filters, config.kernel_size, strides=2, padding=config.encoder_padding,
-                                activation=config.activation)(x)
+        x = _downsample(x, filters, config)
     x = keras.layers.Flatten()(x)
     for units in config.hidden_units:
-        x = keras.layers.Dense(units, activation=config.activation)(x)
+        x = _layer(keras.layers.Dense, config, units)(x)
     heads = [keras.layers.Dense(latent_dim, name=head)(x) for head in head_names]
     return keras.Model(images, heads if len(heads) > 1 else heads[0], name=name)
 
 
 def conv_decoder(config, latent_dim: int, name: str = "decoder") -> keras.Model:
-    """Dense to a small feature map, then transposed convolutions doubling it up to 28x28."""
+    """Optional dense layers, dense to a small feature map, then transposed convolutions doubling it
+    up to 28x28."""
     start = IMAGE_SHAPE[0] // 2 ** len(config.decoder_filters)
     codes = keras.Input((latent_dim,), name="codes")
-    x = keras.layers.Dense(start * start * config.decoder_start_channels, activation=config.activation)(codes)
+    x = codes
+    for units in config.decoder_hidden_units:
+        x = _layer(keras.layers.Dense, config, units)(x)
+    x = _layer(keras.layers.Dense, config, start * start * config.decoder_start_channels)(x)
     x = keras.layers.Reshape((start, start, config.decoder_start_channels))(x)
     for filters in config.decoder_filters:
-        x = keras.layers.Conv2DTranspose(filters, config.kernel_size, strides=2, padding="same",
-                                         activation=config.activation)(x)
+        x = _layer(keras.layers.Conv2DTranspose, config, filters, config.kernel_size, strides=2, padding="same")(x)
     logits = keras.layers.Conv2DTranspose(IMAGE_SHAPE[-1], config.kernel_size, padding="same",
                                           name="logits")(x)
     return keras.Model(codes, logits, name=name)

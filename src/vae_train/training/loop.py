@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_train.config import OnNonFinite, TrainerConfig
+from vae_train.config import OnNonFinite, Schedule, TrainerConfig
 from vae_train.data.pipeline import ImagePipelines
 from vae_train.errors import CheckpointError, ConfigError, TrainingError
 from vae_train.evaluation import SUMS_SIZE, Evaluator, metrics_from_sums, summed_terms
@@ -97,14 +97,21 @@ class Trainer:
         self._run_steps = tf.function(self._distributed_steps)
 
     @property
+    def learning_rate(self) -> float:
+        """The rate of the next step (a schedule's value at the current step)."""
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
+    @property
     def step(self) -> int:
         return int(self.global_step.numpy())
 
-    def restore_latest(self, learning_rate: float) -> bool:
+    def restore_latest(self, optimizer_config) -> bool:
         """Resume from the newest checkpoint, if any, at the configured learning rate."""
         restored = self.checkpoints.restore_latest()
-        # Keras checkpoints the learning rate; a resumed run must honour a changed setting.
-        self.optimizer.learning_rate = learning_rate
+        # Keras checkpoints a constant learning rate; a resumed run must honour a changed setting.
+        # A schedule is no variable: it is rebuilt from the config and follows the step count.
+        if optimizer_config.schedule is Schedule.constant:
+            self.optimizer.learning_rate = optimizer_config.learning_rate
         return restored
 
     def _train_step(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -236,7 +243,8 @@ class Trainer:
             epoch_sums += sums
             log_sums += sums
             if self.step % self.config.log_every_steps == 0 or done == total:
-                self.writers.scalars("train", self.step, metrics_from_sums(log_sums, self.model.variational))
+                self.writers.scalars("train", self.step, {**metrics_from_sums(log_sums, self.model.variational),
+                                                          "learning_rate": self.learning_rate})
                 log_sums[:] = 0
             if self.config.checkpoint_every_steps and self.step % self.config.checkpoint_every_steps == 0 \
                     and done < total:
@@ -257,7 +265,6 @@ class Trainer:
                 test_metrics = self.evaluator.evaluate(self.pipelines.test())
                 self.epoch.assign(epoch + 1)
                 self.writers.scalars("train", self.step, {
-                    "learning_rate": float(keras.ops.convert_to_numpy(self.optimizer.learning_rate)),
                     "images_per_second": images_per_second,
                     "epoch": epoch + 1,
                 })
