@@ -1,5 +1,5 @@
 """vae-train's own training loop, driven for timing: settings composed by Hydra from the project's
-``conf/``, the run's parts built by :func:`vae_train.train.build_parts` (as ``vae-train`` builds
+``conf/``, the run's parts built by :func:`vae_train.run.build.build_trainer` (as ``vae-train`` builds
 them), a :class:`~vae_train.training.loop.Trainer`, and windows of N steps through its
 ``run_steps`` (one call of its compiled multi-step function, counted and checked, as its epoch loop
 makes them), in calls of ``trainer.steps_per_execution`` steps, capped at TensorBoard points as there."""
@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from vae_train.config import Config, to_settings
-from vae_train.training.summaries import TensorBoardWriters
 
 
 def settings_for(data_root: Path, dataset: str, overrides: list[str]) -> Config:
-    from vae_train.cli import compose  # registers the schemas; imports no TensorFlow
+    from vae_train.launch.train_cli import compose  # registers the schemas; imports no TensorFlow
 
     return to_settings(compose([*overrides, f"data.root={data_root / dataset}", "trainer.progress_bar=false"]))
 
@@ -25,17 +24,13 @@ class LoopUnderTest:
     """One configuration of vae-train's loop, ready to run windows of training steps."""
 
     def __init__(self, settings: Config, dataset=None, workdir: Path | None = None):
-        from vae_train.train import build_parts
-        from vae_train.training.loop import Trainer
+        from vae_train.run.build import build_trainer
 
         self.settings = settings
-        self.parts = build_parts(settings, dataset)
-        self.policy = self.parts.precision  # trainer.precision, resolved
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="vae-train-bench-"))
-        self.trainer = Trainer(self.parts.model, self.parts.optimizer, self.parts.strategy, self.parts.pipelines,
-                               settings.trainer, TensorBoardWriters(self.workdir),
-                               checkpoint_dir=self.workdir / "checkpoints",
-                               checkpoint_signature={"model": settings.model.name, "latent_dim": settings.latent_dim})
+        run = build_trainer(settings, self.workdir, dataset)
+        self.parts, self.trainer = run.parts, run.trainer
+        self.policy = self.parts.precision.policy  # trainer.precision, resolved
         self.batch_size = settings.data.batch_size
         self.iterator = self.trainer.epoch_iterator(self.parts.pipelines.train(0).repeat())
         # Calls never span a TensorBoard point in the real loop, so chunks are capped the same way.

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from vae_train.host_cpu import cpu_flags, cpu_model
+from vae_train.runtime.host_cpu import cpu_flags, cpu_model
 
 MATMUL_SIZE = 2048
 
@@ -76,7 +76,7 @@ def _vae_train_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("vae-train")
-    return [found] if found else [sys.executable, "-m", "vae_train.cli"]
+    return [found] if found else [sys.executable, "-m", "vae_train.launch.train_cli"]
 
 
 def cli_times(repeats: int = 5) -> dict:
@@ -94,7 +94,7 @@ def cli_times(repeats: int = 5) -> dict:
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(command + arguments)} failed: {done.stderr[-2000:]}")
         results[label] = {"median_s": statistics.median(times), "times_s": times}
-    probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "vae_train.cli", "--cfg", "job"],
+    probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "vae_train.launch.train_cli", "--cfg", "job"],
                            capture_output=True, text=True, env=env, timeout=120)
     results["cfg_job_imports_tensorflow"] = any(
         line.rstrip().endswith("| tensorflow") for line in probe.stderr.splitlines())

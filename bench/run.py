@@ -258,7 +258,7 @@ class Bench:
         keras.mixed_precision.set_dtype_policy("float32")
         reference = build_reference(settings.latent_dim, seed=settings.seed)
         # Built for its layers only; the reference gets vae-train's initial weights.
-        donor = build_model(settings.model, settings.latent_dim, settings.seed)
+        donor = build_model(settings.model, settings.latent_dim, ours.parts.dataset.image_shape, settings.seed)
         donor.encoder.set_weights(initial[0])
         donor.decoder.set_weights(initial[1])
         copy_weights((donor.encoder, donor.decoder), parts(reference))
@@ -268,7 +268,7 @@ class Bench:
         reference_last = history.mean_of_last(last, settings.latent_dim)
 
         # One evaluation for all: fp32 weights copied into one model, fixed noise, the same images.
-        evaluator = build_model(settings.model, settings.latent_dim, settings.seed)
+        evaluator = build_model(settings.model, settings.latent_dim, ours.parts.dataset.image_shape, settings.seed)
         eval_images = tf.constant(_test_images(self.dataset(settings), 5000))
 
         def evaluate(encoder_weights, decoder_weights) -> dict:
@@ -329,13 +329,15 @@ class Bench:
 
     @staticmethod
     def levers_precision(settings) -> str:
-        from vae_train.training.precision import requested_precision, resolve_precision
+        import tensorflow as tf
 
-        return resolve_precision(requested_precision(settings.trainer))
+        from vae_train.runtime.precision import resolve_precision
+
+        return resolve_precision(settings.trainer.precision, gpus=len(tf.config.list_physical_devices("GPU"))).policy
 
     def lever_variants(self) -> list[Variant]:
         """Each differs from the defaults in one lever."""
-        from vae_train.training.precision import POLICIES
+        from vae_train.runtime.precision import POLICIES
 
         settings = self.settings(self.recipe_c())
         t = settings.trainer

@@ -10,18 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_train import cli
+from vae_train.data.sources import SPLIT_FILES
+from vae_train.launch import train_cli as cli
 
 # Quiet TensorFlow's C++ start-up chatter in test output and subprocesses.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SPLIT_FILES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
-}
+# The tiny datasets' images are MNIST-sized.
+IMAGE_SHAPE = (28, 28, 1)
+PIXELS_PER_IMAGE = 28 * 28
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None) -> None:
@@ -73,7 +71,7 @@ def tiny_overrides(data_dir: Path, batch_size: int = 32) -> list[str]:
 def train_tiny(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
     """A run on the tiny dataset through ``train()``, as the command line would set it up."""
     from vae_train.config import to_settings
-    from vae_train.train import train  # TensorFlow
+    from vae_train.run.train import train  # TensorFlow
 
     return train(to_settings(compose([*tiny_overrides(data_dir), *overrides])), run_dir)
 
@@ -87,6 +85,11 @@ def tiny_data_config(root: Path, **values):
 
 
 compose = cli.compose  # the config vae-train runs with, from the project's conf/
+
+
+# Pictures and the likelihood bound off, for tests about something else: their runs are faster.
+QUIET_EVALUATION = ["evaluation.reconstructions=0", "evaluation.samples=0", "evaluation.manifold.size=0",
+                    "evaluation.projector=false", "evaluation.code_examples=0", "evaluation.iw_samples=0"]
 
 
 # The finished run that the picture and evaluation tests share: three epochs of 4 steps, pictures
@@ -105,7 +108,7 @@ def finished_run(tiny_data_dir, tmp_path_factory) -> tuple[Path, dict]:
     from omegaconf import OmegaConf
 
     from vae_train.config import to_settings
-    from vae_train.train import train
+    from vae_train.run.train import train
 
     run_dir = tmp_path_factory.mktemp("finished_run")
     cfg = compose([*tiny_overrides(tiny_data_dir), *FINISHED_RUN_OVERRIDES])

@@ -23,8 +23,9 @@ from conftest import compose, tiny_overrides
 
 def _train_capturing_weights(data: Path, run_dir: Path, overrides: list[str]) -> tuple[dict, list[np.ndarray]]:
     """train() as the command line runs it, plus the model's final weights."""
-    import vae_train.train as training
+    import vae_train.run.build as building
     from vae_train.config import to_settings
+    from vae_train.run.train import train
     from vae_train.training.loop import Trainer
 
     captured: list[np.ndarray] = []
@@ -35,12 +36,12 @@ def _train_capturing_weights(data: Path, run_dir: Path, overrides: list[str]) ->
             captured.extend(variable.numpy() for variable in self.model.weights)
             return history
 
-    training.Trainer = CapturingTrainer
+    building.Trainer = CapturingTrainer
     try:
         settings = to_settings(compose([*tiny_overrides(data), *overrides]))
-        return training.train(settings, run_dir), captured
+        return train(settings, run_dir), captured
     finally:
-        training.Trainer = Trainer
+        building.Trainer = Trainer
 
 
 def replicas(data: Path, output: Path, cases: list[str]) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import PROJECT_ROOT, compose, synthetic_digits
+from conftest import IMAGE_SHAPE, PROJECT_ROOT, compose, synthetic_digits
 from vae_train.config import to_settings
 
 if str(PROJECT_ROOT) not in sys.path:
@@ -29,7 +29,7 @@ def recipe_c_model():
     from vae_train.models import build_model
 
     settings = to_settings(compose(["experiment=keras_vae_fashion"]))
-    return build_model(settings.model, settings.latent_dim, seed=0)
+    return build_model(settings.model, settings.latent_dim, IMAGE_SHAPE, seed=0)
 
 
 def test_reference_is_recipe_c_and_computes_what_vae_train_computes():

@@ -39,7 +39,7 @@ from vae_train.errors import ConfigError
 MODEL_SCHEMAS = {"dense_ae": DenseAEConfig, "conv_ae": ConvAEConfig, "cvae": ConvVAEConfig}
 OPTIMIZER_SCHEMAS = {"sgd": SGDConfig, "adam": AdamConfig, "rmsprop": RMSpropConfig}
 DATASETS = ("mnist", "fashion")
-CLI = [sys.executable, "-m", "vae_train.cli"]
+CLI = [sys.executable, "-m", "vae_train.launch.train_cli"]
 
 
 # --- composition of every group option -------------------------------------------------------
@@ -231,20 +231,20 @@ def test_composing_and_cfg_job_and_config_errors_do_not_import_tensorflow(tmp_pa
     code = textwrap.dedent(f"""
         import sys
         from hydra import compose, initialize_config_dir
-        import vae_train.cli
+        import vae_train.launch.train_cli
         from vae_train.config import to_settings
         from vae_train.errors import ConfigError
 
-        with initialize_config_dir(config_dir=vae_train.cli.config_dir(), version_base="1.3"):
+        with initialize_config_dir(config_dir=vae_train.launch.train_cli.config_dir(), version_base="1.3"):
             cfg = compose("config", overrides=["model=conv_ae", "optimizer=rmsprop"])
         to_settings(cfg)
 
         sys.argv = ["vae-train", "--cfg", "job"]
-        vae_train.cli.main()
+        vae_train.launch.train_cli.main()
 
         sys.argv = ["vae-train", "latent_dim=0", "hydra.run.dir={tmp_path / 'run'}"]
         try:
-            vae_train.cli.main()
+            vae_train.launch.train_cli.main()
         except SystemExit as stop:
             assert stop.code != 0, stop.code
         else:

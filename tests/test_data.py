@@ -17,6 +17,7 @@ from conftest import SPLIT_FILES, make_idx_folder, synthetic_digits, tiny_data_c
 from vae_train.config import Binarize, DataConfig
 from vae_train.data import sources
 from vae_train.data.idx import md5sum, read_images, read_labels
+from vae_train.data.pipeline import load_dataset
 from vae_train.errors import ConfigError, DataError
 
 # --- IDX files ---------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ def _shorter_than_a_header(path: Path) -> Path:
 
 @pytest.mark.parametrize(
     "damage",
-    [_missing, _truncated_gzip, _not_gzip, _label_magic_on_images, _images_of_32_pixels,
+    [_missing, _truncated_gzip, _not_gzip, _label_magic_on_images,
      _payload_shorter_than_header, _payload_longer_than_header, _shorter_than_a_header],
 )
 def test_bad_image_file_raises_data_error_naming_the_file(tmp_path, damage):
@@ -105,11 +106,25 @@ def test_bad_image_file_raises_data_error_naming_the_file(tmp_path, damage):
     assert str(path) in str(excinfo.value)
 
 
-def test_images_of_the_wrong_size_are_reported_with_their_size(tmp_path):
-    path = _images_of_32_pixels(tmp_path / "images.gz")
+def test_images_keep_the_size_their_file_declares(tmp_path):
+    assert read_images(_images_of_32_pixels(tmp_path / "images.gz")).shape == (4, 32, 32)
 
-    with pytest.raises(DataError, match="32x32"):
-        read_images(path)
+
+def test_training_and_test_images_of_different_sizes_are_refused_with_both_sizes(tmp_path):
+    folder = make_idx_folder(tmp_path / "mnist")
+    write_idx(folder / SPLIT_FILES["train_images"], np.zeros((128, 32, 32)))
+
+    with pytest.raises(DataError, match="holds 32x32 images but .* holds 28x28 ones"):
+        load_dataset(tiny_data_config(folder))
+
+
+def test_the_dataset_reports_its_image_shape(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for key, count in (("train", 64), ("test", 16)):
+        write_idx(folder / SPLIT_FILES[f"{key}_images"], np.zeros((count, 32, 24)))
+        write_idx(folder / SPLIT_FILES[f"{key}_labels"], np.zeros(count))
+    assert load_dataset(tiny_data_config(folder)).image_shape == (32, 24, 1)
 
 
 def test_image_file_read_as_labels_raises_data_error_naming_the_file(tmp_path):
@@ -158,14 +173,13 @@ def test_files_that_are_not_the_published_ones_fail_the_checksum(tiny_data_dir):
 
 
 def test_checksum_mismatch_names_the_one_file_that_differs(tiny_data_dir, monkeypatch):
-    bad = SPLIT_FILES["test_labels"]
-    md5 = {name: md5sum(tiny_data_dir / name) for name in SPLIT_FILES.values()} | {bad: "0" * 32}
+    md5 = {key: md5sum(tiny_data_dir / name) for key, name in SPLIT_FILES.items()} | {"test_labels": "0" * 32}
     monkeypatch.setitem(sources.DATASETS, "mnist", dataclasses.replace(sources.DATASETS["mnist"], md5=md5))
 
     with pytest.raises(DataError, match="Checksum mismatch") as excinfo:
         sources.locate_files("mnist", str(tiny_data_dir), "unused", verify_checksums=True)
 
-    assert str(tiny_data_dir / bad) in str(excinfo.value)
+    assert str(tiny_data_dir / SPLIT_FILES["test_labels"]) in str(excinfo.value)
     assert sources.locate_files("mnist", str(tiny_data_dir), "unused", verify_checksums=False)
 
 
@@ -257,7 +271,7 @@ def mirror(tmp_path, monkeypatch) -> Mirror:
     name = f"tiny-{tmp_path.name}"
     spec = dataclasses.replace(
         sources.DATASETS["mnist"], name=name, mirrors=(folder.as_uri() + "/",),
-        md5={filename: md5sum(folder / filename) for filename in SPLIT_FILES.values()},
+        md5={key: md5sum(folder / filename) for key, filename in SPLIT_FILES.items()},
     )
     monkeypatch.setitem(sources.DATASETS, name, spec)
     monkeypatch.delenv(sources.DATA_ENV_VAR, raising=False)
@@ -342,7 +356,7 @@ def test_mirror_serving_a_wrong_file_raises_data_error_with_offline_instructions
     tmp_path, mirror, download, monkeypatch
 ):
     bad = SPLIT_FILES["train_labels"]
-    spec = dataclasses.replace(mirror.spec, md5=mirror.spec.md5 | {bad: "0" * 32})
+    spec = dataclasses.replace(mirror.spec, md5=mirror.spec.md5 | {"train_labels": "0" * 32})
     monkeypatch.setitem(sources.DATASETS, mirror.name, spec)
     cache = tmp_path / "cache"
     cache.mkdir()

@@ -14,20 +14,21 @@ import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from conftest import compose, synthetic_digits, tiny_overrides
+from conftest import IMAGE_SHAPE, compose, synthetic_digits, tiny_overrides
 from vae_train.config import to_settings
 from vae_train.data.pipeline import ImagePipelines, load_dataset
-from vae_train.eval_cli import main as vae_eval_main
-from vae_train.eval_cli import run_settings
-from vae_train.eval_run import evaluate_run, restore_model
-from vae_train.evaluation import importance_weighted_nll, reconstruction_errors
-from vae_train.train import train
+from vae_train.evaluation.codes import reconstruction_errors
+from vae_train.evaluation.likelihood import importance_weighted_nll
+from vae_train.launch.eval_cli import main as vae_eval_main
+from vae_train.launch.eval_cli import run_settings
+from vae_train.run.evaluate import evaluate_run, restore_model
+from vae_train.run.train import train
 
 
 @pytest.fixture(scope="module")
 def vae(finished_run):
     run_dir, _ = finished_run
-    model, _ = restore_model(run_settings(run_dir, []), run_dir)
+    model, _ = restore_model(run_settings(run_dir, []), run_dir, IMAGE_SHAPE)
     return model
 
 
@@ -73,7 +74,8 @@ def test_estimate_tightens_as_samples_grow_and_stays_below_minus_elbo(vae, test_
 def test_estimate_does_not_depend_on_the_chunk_size(vae, test_batches, monkeypatch):
     first_batch = test_batches.take(1)
     whole = importance_weighted_nll(vae, first_batch, 16, seed=0)
-    monkeypatch.setattr("vae_train.evaluation.IW_DECODES_PER_CALL", 96)  # three samples of 32 images per call
+    # Three samples of 32 images per call.
+    monkeypatch.setattr("vae_train.evaluation.likelihood.IW_DECODES_PER_CALL", 96)
     chunked = importance_weighted_nll(vae, first_batch, 16, seed=0)
     assert chunked == pytest.approx(whole, rel=1e-6)
 
@@ -132,7 +134,7 @@ def test_vae_eval_command_writes_metrics_pictures_and_codes(finished_run, tmp_pa
     run_dir, results = finished_run
     output = tmp_path / "eval"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-m", "vae_train.eval_cli", str(run_dir), "--encode", "test",
+    result = subprocess.run([sys.executable, "-m", "vae_train.launch.eval_cli", str(run_dir), "--encode", "test",
                              "--encode", "train", "--output", str(output)],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -199,7 +201,7 @@ def test_vae_eval_refuses_bad_input_in_one_paragraph(finished_run, tmp_path, cap
 
 
 def test_vae_eval_help_does_not_import_tensorflow():
-    code = ("import sys; from vae_train.eval_cli import parse_args\n"
+    code = ("import sys; from vae_train.launch.eval_cli import parse_args\n"
             "try: parse_args(['--help'])\nexcept SystemExit: pass\n"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -214,7 +216,7 @@ def test_reconstruction_errors_flag_images_unlike_the_training_data(tiny_data_di
     settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "model=dense_ae", "latent_dim=8",
                                     "trainer.epochs=4", "evaluation.code_examples=0"]))
     train(settings, tmp_path)
-    model, _ = restore_model(settings, tmp_path)
+    model, _ = restore_model(settings, tmp_path, IMAGE_SHAPE)
     normal = reconstruction_errors(model, test_batches)
     anomalies = (np.random.default_rng(0).random((16, 28, 28, 1)) < 0.5).astype(np.float32)  # binary noise
     anomalous = reconstruction_errors(model, tf.data.Dataset.from_tensor_slices(anomalies).batch(16))

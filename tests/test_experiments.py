@@ -8,13 +8,20 @@ import pytest
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from conftest import compose, make_idx_folder, synthetic_digits, tiny_data_config, tiny_overrides
+from conftest import (
+    IMAGE_SHAPE,
+    PIXELS_PER_IMAGE,
+    compose,
+    make_idx_folder,
+    synthetic_digits,
+    tiny_data_config,
+    tiny_overrides,
+)
 from vae_train.config import DataSplit, Reduction, to_settings
 from vae_train.data.pipeline import ImagePipelines, load_dataset
 from vae_train.errors import ConfigError, TrainingError
 from vae_train.models import build_model
-from vae_train.models.base import PIXELS
-from vae_train.train import train
+from vae_train.run.train import train
 
 # What each recipe in ../shared/reference/seed-models.md fixes, as config values.
 RECIPES = {
@@ -59,7 +66,7 @@ def test_experiment_pins_its_recipe(experiment):
     for key, expected in RECIPES[experiment].items():
         assert _select(values, key) == expected, key
     settings = to_settings(cfg)
-    model = build_model(settings.model, settings.latent_dim, settings.seed)
+    model = build_model(settings.model, settings.latent_dim, IMAGE_SHAPE, settings.seed)
     assert tuple(model.parameter_counts().values()) == PARAMETERS[experiment]
 
 
@@ -85,7 +92,7 @@ def test_experiment_trains_one_tiny_step(experiment, recipe_data, tmp_path):
 
     assert results["steps"] == 1 and np.isfinite(results["test_loss"])
     if experiment == "geron_stacked_ae":  # the recipe's loss is the mean over pixels
-        assert results["test_recipe_loss"] == pytest.approx(results["test_loss"] / PIXELS, rel=1e-5)
+        assert results["test_recipe_loss"] == pytest.approx(results["test_loss"] / PIXELS_PER_IMAGE, rel=1e-5)
         assert 0.0 <= results["test_rounded_accuracy"] <= 1.0
     elif experiment == "keras_vae_fashion":  # its KL is averaged over the 2 latent dimensions
         expected = results["test_reconstruction"] + results["test_kl"] / 2
@@ -100,16 +107,18 @@ def test_experiment_trains_one_tiny_step(experiment, recipe_data, tmp_path):
 def test_objective_reductions_change_only_what_is_optimized():
     images = tf.constant(synthetic_digits(8, seed=1)[0][..., None] / 255.0, tf.float32)
     settings = to_settings(compose(["model=cvae", "latent_dim=4"]))
-    plain = build_model(settings.model, 4, seed=0).loss_terms(images, noise=tf.random.Generator.from_seed(1))
+    plain = build_model(settings.model, 4, IMAGE_SHAPE, seed=0).loss_terms(
+        images, noise=tf.random.Generator.from_seed(1))
     np.testing.assert_array_equal(plain["objective"], plain["loss"])
 
     settings.model.reconstruction_reduction = Reduction.mean
     settings.model.kl_reduction = Reduction.mean
     settings.model.beta = 2.0
-    terms = build_model(settings.model, 4, seed=0).loss_terms(images, noise=tf.random.Generator.from_seed(1))
+    terms = build_model(settings.model, 4, IMAGE_SHAPE, seed=0).loss_terms(
+        images, noise=tf.random.Generator.from_seed(1))
     # The reported terms stay in nats per image; only the objective is rescaled.
     np.testing.assert_allclose(terms["loss"], terms["reconstruction"] + 2.0 * terms["kl"], rtol=1e-6)
-    np.testing.assert_allclose(terms["objective"], terms["reconstruction"] / PIXELS + 2.0 * terms["kl"] / 4,
+    np.testing.assert_allclose(terms["objective"], terms["reconstruction"] / PIXELS_PER_IMAGE + 2.0 * terms["kl"] / 4,
                                rtol=1e-5)
 
 

@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import compose, synthetic_digits, tiny_overrides
-from vae_train.config import to_settings
+from conftest import QUIET_EVALUATION, compose, synthetic_digits, tiny_overrides
+from vae_train.config import Precision, to_settings
 from vae_train.errors import ConfigError
-from vae_train.train import build_parts
-from vae_train.training import precision
-from vae_train.training.loop import Trainer
-from vae_train.training.summaries import TensorBoardWriters
+from vae_train.run.build import build_parts, build_trainer
+from vae_train.runtime import precision
+from vae_train.runtime.precision import ComputePrecision
 
 
 @pytest.fixture(autouse=True)
@@ -34,12 +33,10 @@ def float32_process_policy():
 
 def fit(data_dir, tmp_path, *overrides: str) -> tuple[dict, list[np.ndarray], object]:
     """Two epochs of 4 steps through the Trainer, as train() builds it; (last epoch, weights, parts)."""
-    settings = to_settings(compose([*tiny_overrides(data_dir), "trainer.epochs=2", *overrides]))
-    parts = build_parts(settings)
+    settings = to_settings(compose([*tiny_overrides(data_dir), "trainer.epochs=2", *QUIET_EVALUATION, *overrides]))
     folder = tmp_path / "_".join(o.replace("=", "-") for o in overrides) if overrides else tmp_path / "defaults"
-    trainer = Trainer(parts.model, parts.optimizer, parts.strategy, parts.pipelines, settings.trainer,
-                      TensorBoardWriters(folder), checkpoint_dir=folder / "checkpoints",
-                      checkpoint_signature={"model": settings.model.name})
+    run = build_trainer(settings, folder)
+    trainer, parts = run.trainer, run.parts
     last = trainer.fit().epochs[-1]
     assert trainer.step == 8
     return {**{f"train_{k}": v for k, v in last.train.items()}, **{f"test_{k}": v for k, v in last.test.items()}}, \
@@ -71,7 +68,7 @@ def test_xla_trains_like_the_default_kernels(tiny_data_dir, tmp_path):
 
 
 def test_host_cpu_reads_the_dataset_itself_and_trains_as_distributed(tiny_data_dir, tmp_path, monkeypatch):
-    from vae_train.training import devices
+    from vae_train.runtime import devices
 
     own = fit(tiny_data_dir, tmp_path / "own", "trainer.precision=float32")
     assert devices.trains_on_host_cpu(own[2].strategy)  # the shortcut was taken
@@ -90,7 +87,7 @@ def test_mixed_bfloat16_trains_like_float32(tiny_data_dir, tmp_path, float32_run
     # 8 steps); its loss scaling is Keras's own.
     policy = "mixed_bfloat16"
     figures, weights, parts = fit(tiny_data_dir, tmp_path, f"trainer.precision={policy}")
-    assert parts.precision == policy
+    assert parts.precision == ComputePrecision(policy)
     assert parts.model.decoder.layers[-1].compute_dtype == policy.removeprefix("mixed_")
     # The variables, and so the checkpoints, stay float32; the losses are computed in float32.
     assert all(w.dtype == np.float32 for w in weights)
@@ -103,7 +100,7 @@ def test_mixed_bfloat16_trains_like_float32(tiny_data_dir, tmp_path, float32_run
 
 
 def test_mixed_bfloat16_run_exports_float32_models(tiny_data_dir, tmp_path):
-    from vae_train.export import export_models
+    from vae_train.run.export import export_models
 
     settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "trainer.precision=mixed_bfloat16"]))
     model = build_parts(settings).model
@@ -135,19 +132,17 @@ def test_auto_precision(monkeypatch, flags, onednn, gpus, replicas, expected):
         monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     else:
         monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
-    assert precision.resolve_precision("auto", gpus=gpus, replicas=replicas) == expected
-    assert precision.resolve_precision("float32", gpus=gpus) == "float32"
-    assert precision.resolve_precision("mixed_bfloat16", gpus=1) == "mixed_bfloat16"
-    older_switch = to_settings(compose(["trainer.mixed_precision=true"])).trainer
-    assert precision.resolve_precision(precision.requested_precision(older_switch)) == "mixed_float16"
+    assert precision.resolve_precision(Precision.auto, gpus=gpus, replicas=replicas).policy == expected
+    assert precision.resolve_precision(Precision.float32, gpus=gpus).policy == "float32"
+    assert precision.resolve_precision(Precision.mixed_bfloat16, gpus=1).policy == "mixed_bfloat16"
+    assert precision.resolve_precision(Precision.mixed_float16).loss_scaling
 
 
 def test_precision_keys():
     assert to_settings(compose([])).trainer.precision.value == "auto"
-    assert precision.requested_precision(to_settings(compose(["trainer.mixed_precision=true"])).trainer) \
-        == "mixed_float16"
-    with pytest.raises(ConfigError, match="mixed_precision=true means float16"):
-        to_settings(compose(["trainer.mixed_precision=true", "trainer.precision=mixed_bfloat16"]))
+    # The older switch is gone: trainer.precision=mixed_float16 says it.
+    with pytest.raises(Exception, match="mixed_precision"):
+        compose(["trainer.mixed_precision=true"])
     with pytest.raises(Exception, match="precision"):
         compose(["trainer.precision=float64"])
     with pytest.raises(ConfigError, match="steps_per_execution"):
@@ -159,10 +154,10 @@ def test_fast_help_prints_hydras_help_unchanged(tmp_path):
     import subprocess
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    fast = subprocess.run([sys.executable, "-m", "vae_train.cli", "--help"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=120)
+    fast = subprocess.run([sys.executable, "-m", "vae_train.launch.train_cli", "--help"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
     # Imported without help in the arguments, so Hydra lists the groups its own way.
-    plain = subprocess.run([sys.executable, "-c", "import sys; import vae_train.cli as cli; "
+    plain = subprocess.run([sys.executable, "-c", "import sys; import vae_train.launch.train_cli as cli; "
                             "sys.argv = ['vae-train', '--help']; cli.main()"],
                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert fast.returncode == plain.returncode == 0, fast.stderr + plain.stderr

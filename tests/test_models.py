@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import compose, synthetic_digits
-from vae_train.config import to_settings
+from conftest import IMAGE_SHAPE, PROJECT_ROOT, compose, synthetic_digits
+from vae_train.config import GROUP_SCHEMAS, to_settings
 from vae_train.errors import ConfigError
 from vae_train.models import build_model, register_model, registered_models
 from vae_train.models.base import Posterior, bernoulli_nll
@@ -18,7 +18,7 @@ MODELS = ["dense_ae", "conv_ae", "cvae"]
 
 def make_model(name: str, latent_dim: int = 2, *overrides: str):
     settings = to_settings(compose([f"model={name}", f"latent_dim={latent_dim}", *overrides]))
-    return build_model(settings.model, settings.latent_dim, seed=0)
+    return build_model(settings.model, settings.latent_dim, IMAGE_SHAPE, seed=0)
 
 
 def tiny_images(count: int = 16) -> tf.Tensor:
@@ -28,6 +28,28 @@ def tiny_images(count: int = 16) -> tf.Tensor:
 
 def test_every_model_is_registered():
     assert set(MODELS) <= set(registered_models())
+
+
+def test_registry_schema_table_and_model_files_name_the_same_models():
+    files = sorted(path.stem for path in (PROJECT_ROOT / "conf" / "model").glob("*.yaml"))
+    assert registered_models() == sorted(GROUP_SCHEMAS["model"]) == files
+    for name in files:  # each file is its own model, on its own schema
+        assert compose([f"model={name}"]).model.name == name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_take_their_size_from_the_images(name):
+    settings = to_settings(compose([f"model={name}", "latent_dim=3"]))
+    model = build_model(settings.model, 3, (32, 24, 1), seed=0)
+    images = tf.zeros((2, 32, 24, 1))
+    assert model(images).shape == (2, 32, 24, 1)
+    assert model.pixels == 32 * 24
+
+
+def test_a_conv_decoder_that_cannot_reach_the_image_size_says_so():
+    settings = to_settings(compose(["model=conv_ae"]))
+    with pytest.raises(ConfigError, match="30x30 pixels must divide by 4"):
+        build_model(settings.model, 2, (30, 30, 1), seed=0)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -142,4 +164,4 @@ def test_unknown_model_name_lists_the_registered_ones():
     settings = to_settings(compose())
     settings.model.name = "nope"
     with pytest.raises(ConfigError, match="conv_ae, cvae, dense_ae"):
-        build_model(settings.model, 2, seed=0)
+        build_model(settings.model, 2, IMAGE_SHAPE, seed=0)

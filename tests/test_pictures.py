@@ -13,11 +13,10 @@ from google.protobuf import text_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.projector import ProjectorConfig
 
-from conftest import FINISHED_RUN_OVERRIDES, compose, synthetic_digits, tiny_overrides
+from conftest import FINISHED_RUN_OVERRIDES, IMAGE_SHAPE, compose, synthetic_digits, tiny_overrides
 from vae_train.config import EvaluationConfig, ManifoldConfig, ManifoldKind, Projection, to_settings
 from vae_train.data.pipeline import ImagePipelines, load_dataset
-from vae_train.models import build_model
-from vae_train.pictures import (
+from vae_train.evaluation.pictures import (
     Pictures,
     manifold_codes,
     rasterize,
@@ -26,6 +25,7 @@ from vae_train.pictures import (
     tile,
     to_uint8,
 )
+from vae_train.models import build_model
 
 # As set by conftest.FINISHED_RUN_OVERRIDES.
 EPOCHS, EVERY, STEPS_PER_EPOCH = 3, 2, 128 // 32
@@ -56,11 +56,11 @@ def picture_run(finished_run):
 @pytest.fixture(scope="module")
 def final_pictures(picture_run, tiny_data_dir) -> Pictures:
     """The pictures the run's last checkpoint gives, rendered afresh."""
-    from vae_train.eval_run import restore_model
+    from vae_train.run.evaluate import restore_model
 
     run_dir, _ = picture_run
     settings = to_settings(compose([*tiny_overrides(tiny_data_dir), *FINISHED_RUN_OVERRIDES]))
-    model, _ = restore_model(settings, run_dir)
+    model, _ = restore_model(settings, run_dir, IMAGE_SHAPE)
     dataset = load_dataset(settings.data)
     return Pictures.from_dataset(model, ImagePipelines(dataset, settings.data, settings.seed).test(),
                                  dataset.test.labels, dataset.class_names, settings.evaluation, settings.seed)
@@ -133,7 +133,7 @@ def test_scatter_colours_the_classes_and_names_them_in_a_legend():
 def test_which_pictures_a_model_gets(model, latent_dim, expected):
     settings = to_settings(compose([f"model={model}", f"latent_dim={latent_dim}", "evaluation.manifold.size=4"]))
     images, labels = synthetic_digits(20, seed=2)
-    pictures = Pictures(build_model(settings.model, latent_dim, seed=0), images[..., None] / 255.0, labels,
+    pictures = Pictures(build_model(settings.model, latent_dim, IMAGE_SHAPE, seed=0), images[..., None] / 255.0, labels,
                         tuple(str(d) for d in range(10)), settings.evaluation, seed=0)
     rendered = pictures.render()
     assert set(rendered) == expected
@@ -145,7 +145,7 @@ def test_pictures_can_be_switched_off():
     config = EvaluationConfig(reconstructions=0, samples=0, code_examples=0, manifold=ManifoldConfig(size=0))
     settings = to_settings(compose())
     images, labels = synthetic_digits(4, seed=2)
-    model = build_model(settings.model, 2, seed=0)
+    model = build_model(settings.model, 2, IMAGE_SHAPE, seed=0)
     assert Pictures(model, images[..., None] / 255.0, labels, ("a",) * 10, config, seed=0).render() == {}
 
 

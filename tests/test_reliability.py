@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import compose, make_idx_folder, tiny_overrides, train_tiny, write_idx
+from conftest import IMAGE_SHAPE, compose, make_idx_folder, tiny_overrides, train_tiny, write_idx
 from vae_train.config import to_settings
 from vae_train.errors import TrainingError
 from vae_train.models import build_model
-from vae_train.train import train
+from vae_train.run.train import train
 from vae_train.training.interrupts import StopRequest
 
-CLI = [sys.executable, "-m", "vae_train.cli"]
+CLI = [sys.executable, "-m", "vae_train.launch.train_cli"]
 
 
 def cli_env() -> dict:
@@ -151,7 +151,7 @@ def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tiny_data_d
 
 
 def test_skip_batch_keeps_the_weights_finite(tiny_data_dir, tmp_path, caplog):
-    from vae_train.eval_run import restore_model
+    from vae_train.run.evaluate import restore_model
 
     overrides = ["model=dense_ae", "optimizer=sgd", "optimizer.learning_rate=1e30", "trainer.on_nan=skip_batch"]
     results = train_tiny(tiny_data_dir, tmp_path, *overrides)
@@ -162,7 +162,8 @@ def test_skip_batch_keeps_the_weights_finite(tiny_data_dir, tmp_path, caplog):
     assert weights and all(np.all(np.isfinite(value)) for value in weights.values())
     # Skipped batches are steps of the run but not of the optimizer; vae-eval reports the run's.
     assert tensors["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] < results["steps"]
-    _, origin = restore_model(to_settings(compose([*tiny_overrides(tiny_data_dir), *overrides])), tmp_path)
+    _, origin = restore_model(to_settings(compose([*tiny_overrides(tiny_data_dir), *overrides])), tmp_path,
+                              IMAGE_SHAPE)
     assert origin["steps"] == results["steps"]
 
 
@@ -171,7 +172,7 @@ def test_clipnorm_bounds_each_update(tiny_data_dir, tmp_path):
                                     "optimizer.momentum=0", "optimizer.learning_rate=1",
                                     "optimizer.clipnorm=0.001", "data.max_train_examples=32"]))
     keras.utils.set_random_seed(settings.seed)  # as train() does, so this is its initial model
-    initial = build_model(settings.model, settings.latent_dim, settings.seed).weights
+    initial = build_model(settings.model, settings.latent_dim, IMAGE_SHAPE, settings.seed).weights
     train(settings, tmp_path)  # one step of 32 images
     trained = checkpoint_tensors(tmp_path)
     assert trained["optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 1
@@ -307,7 +308,7 @@ def test_hydra_full_error_shows_the_traceback(tmp_path):
 def test_mixed_precision_resumes_each_epoch_at_the_right_batch(tiny_data_dir, tmp_path):
     # A loss-scaling optimizer leaves overflow-skipped steps out of its own count; the loop's
     # step counter must still count every batch, or epoch 2 looks like a foreign checkpoint.
-    results = train_tiny(tiny_data_dir, tmp_path, "trainer.mixed_precision=true", "trainer.epochs=2")
+    results = train_tiny(tiny_data_dir, tmp_path, "trainer.precision=mixed_float16", "trainer.epochs=2")
     assert results["finished"] is True and results["steps"] == 2 * (128 // 32)
     assert np.isfinite(results["test_loss"])
 
@@ -321,4 +322,4 @@ def test_skip_batch_with_several_replicas_is_refused_clearly(tiny_data_dir, tmp_
     settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "trainer.on_nan=skip_batch"]))
     two_replicas = SimpleNamespace(num_replicas_in_sync=2)
     with pytest.raises(ConfigError, match="skip_batch works on one device only"):
-        Trainer(None, None, two_replicas, None, settings.trainer, None, tmp_path, {})
+        Trainer(None, None, two_replicas, None, settings.trainer, None, tmp_path, {}, evaluator=None)

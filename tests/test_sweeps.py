@@ -18,30 +18,20 @@ from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from conftest import compose, tiny_overrides
-from vae_train.parallel import available_cores, concurrent_jobs, threads_per_job
-from vae_train.sweeps import (
-    ERROR_FILE,
-    SUMMARY_CSV,
-    SUMMARY_MD,
-    FailedJob,
-    job_hyperparameters,
-    objective,
-    swept_hyperparameters,
-    write_summary,
-)
+from conftest import QUIET_EVALUATION, compose, tiny_overrides
+from vae_train.config.resolvers import available_cores, concurrent_jobs, threads_per_job
+from vae_train.launch.sweeps.hparams import job_hyperparameters, swept_hyperparameters
+from vae_train.launch.sweeps.outcome import ERROR_FILE, FailedJob, sweep_score
+from vae_train.launch.sweeps.summary import SUMMARY_CSV, SUMMARY_MD, write_summary
 
 SMALL_DENSE = ["model=dense_ae", "model.hidden_units=[32]"]
 SMALL_CONV = ["model.encoder_filters=[8,16]", "model.decoder_filters=[16,8]", "model.decoder_start_channels=16"]
-# Pictures and the likelihood bound are other tests' business; off, the runs here are faster.
-QUIET_EVALUATION = ["evaluation.reconstructions=0", "evaluation.samples=0", "evaluation.manifold.size=0",
-                    "evaluation.projector=false", "evaluation.code_examples=0", "evaluation.iw_samples=0"]
 
 
 def run_sweep(*overrides: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("VAE_TRAIN_DATA", None)
-    command = [sys.executable, "-m", "vae_train.cli", "-m", *QUIET_EVALUATION, *overrides]
+    command = [sys.executable, "-m", "vae_train.launch.train_cli", "-m", *QUIET_EVALUATION, *overrides]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -60,10 +50,10 @@ def hparams_plugin_data(folder: Path, tag: str):
 # Without training
 
 
-def test_objective_is_the_negative_elbo_for_vaes_and_the_test_loss_otherwise():
-    assert objective({"test_loss": 90.0}) == 90.0
-    # beta != 1 makes the loss differ from the negative ELBO; the objective stays comparable.
-    assert objective({"test_loss": 80.0, "test_elbo": -100.0}) == 100.0
+def test_sweep_score_is_the_negative_elbo_for_vaes_and_the_test_loss_otherwise():
+    assert sweep_score({"test_loss": 90.0}) == 90.0
+    # beta != 1 makes the loss differ from the negative ELBO; the score stays comparable.
+    assert sweep_score({"test_loss": 80.0, "test_elbo": -100.0}) == 100.0
 
 
 def test_swept_hyperparameters_follow_the_sweepers_rules():
@@ -120,10 +110,10 @@ def test_the_summary_ranks_finished_jobs_and_lists_the_others_with_their_error(t
 
     table = read_summary(tmp_path)
     assert [line["job"] for line in table] == ["4", "1", "0", "3", "2"]
-    assert [float(line["objective"]) for line in table[:3]] == [101.0, 110.0, 120.0]
+    assert [float(line["score"]) for line in table[:3]] == [101.0, 110.0, 120.0]
     assert table[1]["model"] == "cvae" and table[1]["test_elbo"] == "-110.0" and table[0]["test_elbo"] == ""
     assert table[4]["error"].startswith("TrainingError: The loss became non-finite")
-    assert "killed" in table[3]["error"] and table[3]["objective"] == ""
+    assert "killed" in table[3]["error"] and table[3]["score"] == ""
 
     markdown = (tmp_path / SUMMARY_MD).read_text()
     assert "5 jobs: 3 ok, 1 failed, 1 unfinished" in markdown
@@ -198,11 +188,11 @@ def test_a_2x2_multirun_writes_both_summaries_and_the_hparams_dashboard(tiny_dat
     assert len(table) == 4 and {line["status"] for line in table} == {"ok"}
     assert {(line["model"], line["latent_dim"]) for line in table} == {
         (model, dim) for model in ("conv_ae", "cvae") for dim in ("2", "3")}
-    objectives = [float(line["objective"]) for line in table]
-    assert objectives == sorted(objectives)
+    scores = [float(line["score"]) for line in table]
+    assert scores == sorted(scores)
     for line in table:
         results = json.loads((sweep / line["folder"] / "results.json").read_text())
-        assert float(line["objective"]) == pytest.approx(objective(results))
+        assert float(line["score"]) == pytest.approx(sweep_score(results))
         assert (line["test_elbo"] != "") == (line["model"] == "cvae")
     markdown = (sweep / SUMMARY_MD).read_text()
     assert sum(line.startswith("| ") for line in markdown.splitlines()) == 1 + 4
@@ -215,16 +205,16 @@ def test_a_2x2_multirun_writes_both_summaries_and_the_hparams_dashboard(tiny_dat
     assert set(domains) == {"model", "latent_dim"}
     assert [value.string_value for value in domains["model"].domain_discrete.values] == ["conv_ae", "cvae"]
     assert {(metric.name.group, metric.name.tag) for metric in experiment.metric_infos} >= {
-        ("", "objective"), ("test", "loss"), ("test", "elbo")}
-    # ...and each job's values and objective in its own session folder, beside its train/ and test/.
+        ("", "sweep_score"), ("test", "loss"), ("test", "elbo")}
+    # ...and each job's values and score in its own session folder, beside its train/ and test/.
     for line in table:
         session = sweep / line["folder"] / "tensorboard"
         content, accumulator = hparams_plugin_data(session, "_hparams_/session_start_info")
         values = hparams_metadata.parse_session_start_info_plugin_data(content).hparams
         assert values["model"].string_value == line["model"]
         assert values["latent_dim"].number_value == float(line["latent_dim"])
-        objective_events = accumulator.Tensors("objective")
-        assert float(objective_events[-1].tensor_proto.float_val[0]) == pytest.approx(float(line["objective"]))
+        score_events = accumulator.Tensors("sweep_score")
+        assert float(score_events[-1].tensor_proto.float_val[0]) == pytest.approx(float(line["score"]))
         assert {"train", "test"} <= {path.name for path in session.iterdir()}
 
 
@@ -266,7 +256,7 @@ def test_an_optuna_search_reports_the_best_trial_and_records_failed_ones(tiny_da
     assert all("latent_dim must be" in line["error"] for line in table if line["status"] == "failed")
 
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert best["best_value"] == pytest.approx(float(finished[0]["objective"]))
+    assert best["best_value"] == pytest.approx(float(finished[0]["score"]))
     assert best["best_value"] == pytest.approx(study.best_value)
     for key, value in best["best_params"].items():
         assert finished[0][key] == str(value)

@@ -29,7 +29,7 @@ def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("VAE_TRAIN_DATA", None)
-    return subprocess.run([sys.executable, "-m", "vae_train.cli", *overrides], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "vae_train.launch.train_cli", *overrides], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -132,13 +132,13 @@ def test_cli_reports_a_bad_data_folder_in_one_paragraph(tmp_path):
 
 def test_config_folder_is_found_from_an_installed_layout(tmp_path):
     """A wheel puts conf/ inside the package; the source tree keeps it at the root."""
-    from vae_train import cli
+    from vae_train.launch import train_cli as cli
 
     assert Path(cli.config_dir()) == PROJECT_ROOT / "conf"
     package = tmp_path / "vae_train"
     shutil.copytree(PROJECT_ROOT / "src" / "vae_train", package, ignore=shutil.ignore_patterns("__pycache__"))
     (package / "conf").mkdir()
-    result = subprocess.run([sys.executable, "-c", "from vae_train.cli import config_dir; print(config_dir())"],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    code = "from vae_train.launch.train_cli import config_dir; print(config_dir())"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)},
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == str(package / "conf"), result.stderr

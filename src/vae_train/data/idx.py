@@ -20,7 +20,6 @@ from vae_train.errors import DataError
 # the number of dimensions.
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
-IMAGE_SIZE = 28
 
 
 def md5sum(path: Path) -> str:
@@ -67,14 +66,9 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 
 
 def read_images(path: Path) -> np.ndarray:
-    """An IDX image file as a ``(count, 28, 28)`` uint8 array."""
-    images = _read_idx(path, IMAGES_MAGIC)
-    if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(
-            f"{path} holds images of {images.shape[1]}x{images.shape[2]} pixels; "
-            f"vae-train's models take {IMAGE_SIZE}x{IMAGE_SIZE}."
-        )
-    return images
+    """An IDX image file as a ``(count, height, width)`` uint8 array (28x28 for MNIST); the models
+    take their size from it."""
+    return _read_idx(path, IMAGES_MAGIC)
 
 
 def read_labels(path: Path) -> np.ndarray:

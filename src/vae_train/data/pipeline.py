@@ -1,4 +1,4 @@
-"""From IDX files to ``tf.data`` pipelines of float images in [0, 1], shaped (batch, 28, 28, 1).
+"""From IDX files to ``tf.data`` pipelines of float images in [0, 1], shaped (batch, height, width, 1).
 
 The training pipeline of each epoch is a pure function of ``(seed, epoch)``: its shuffle order and
 its dynamic binarization draw are seeded by both, so a resumed run sees the same data as an
@@ -27,7 +27,7 @@ _IN_ORDER_EPOCHS = {"test": 2**31 - 1, "train": 2**31 - 2}
 
 @dataclass
 class Split:
-    images: np.ndarray  # (count, 28, 28) uint8
+    images: np.ndarray  # (count, height, width) uint8
     labels: np.ndarray  # (count,) uint8, kept for plots; training ignores them
 
 
@@ -37,6 +37,11 @@ class ImageDataset:
     class_names: tuple[str, ...]
     train: Split
     test: Split  # the evaluated split: the test set, or the validation images held out
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of one image, as the models take it."""
+        return (*self.train.images.shape[1:], 1)
 
 
 def _concatenate(first: Split, second: Split) -> Split:
@@ -80,11 +85,20 @@ def _read_split(images_path, labels_path) -> Split:
     return Split(images, labels)
 
 
+def _size(split: Split) -> str:
+    return "x".join(str(side) for side in split.images.shape[1:])
+
+
 def load_dataset(config: DataConfig) -> ImageDataset:
     """Locate (or download), verify and decode the dataset's train and test splits."""
     files = locate_files(config.name, config.root, config.cache_dir, config.verify_checksums)
     train = _read_split(files["train_images"], files["train_labels"])
     test = _read_split(files["test_images"], files["test_labels"])
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(
+            f"{files['train_images']} holds {_size(train)} images but {files['test_images']} holds "
+            f"{_size(test)} ones: the two files are from different datasets."
+        )
     train, test = SPLITS[config.split](train, test, config)
     train = _limit(train, config.max_train_examples, "training", "data.max_train_examples")
     test = _limit(test, config.max_test_examples, "test", "data.max_test_examples")

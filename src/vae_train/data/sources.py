@@ -28,7 +28,7 @@ SPLIT_FILES = {
 class DatasetSpec:
     name: str
     mirrors: tuple[str, ...]  # base URLs, tried in order
-    md5: dict[str, str]  # file name -> md5 of the published file
+    md5: dict[str, str]  # split file key (SPLIT_FILES) -> md5 of the published file
     class_names: tuple[str, ...]
 
 
@@ -42,10 +42,10 @@ DATASETS: dict[str, DatasetSpec] = {
                 "https://ossci-datasets.s3.amazonaws.com/mnist/",
             ),
             md5={
-                "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-                "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-                "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+                "train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+                "test_images": "9fb629c4189551a2d022fa330f9573f3",
+                "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
             },
             class_names=tuple(str(digit) for digit in range(10)),
         ),
@@ -56,10 +56,10 @@ DATASETS: dict[str, DatasetSpec] = {
                 "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             ),
             md5={
-                "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+                "train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+                "test_images": "bef4ecab320f06d8554ea6380940ec79",
+                "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
             },
             class_names=(
                 "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -97,7 +97,7 @@ def _cached_files(spec: DatasetSpec, cache_dir: Path) -> dict[str, Path]:
         failures = []
         for base_url in spec.mirrors:
             try:
-                path = get_file(filename, origin=base_url + filename, file_hash=spec.md5[filename],
+                path = get_file(filename, origin=base_url + filename, file_hash=spec.md5[key],
                                 cache_dir=str(cache_dir), cache_subdir=spec.name)
                 files[key] = Path(path)
                 break
@@ -139,8 +139,8 @@ def locate_files(
             f"{', '.join(SPLIT_FILES.values())}."
         )
     if verify_checksums:
-        for path in files.values():
-            _verify(path, spec.md5[path.name],
+        for key, path in files.items():
+            _verify(path, spec.md5[key],
                     f"The file is corrupt or not the published {name} file: replace it, or pass "
                     "data.verify_checksums=false to use a modified dataset on purpose.")
     return files

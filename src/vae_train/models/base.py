@@ -18,8 +18,6 @@ import tensorflow as tf
 
 from vae_train.config import Reduction
 
-IMAGE_SHAPE = (28, 28, 1)
-PIXELS = math.prod(IMAGE_SHAPE)
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -75,14 +73,19 @@ class Posterior:
 
 
 class Autoencoder(keras.Model):
-    """A deterministic autoencoder; subclasses build the encoder and decoder."""
+    """A deterministic autoencoder; subclasses build the encoder and decoder.
+
+    ``image_shape`` is the data's (height, width, channels): the models take their size from the
+    images they are given."""
 
     variational = False
 
-    def __init__(self, config, latent_dim: int, seed: int = 0):
+    def __init__(self, config, latent_dim: int, image_shape: tuple[int, int, int], seed: int = 0):
         super().__init__(name=config.name)
         self.config = config
         self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.pixels = math.prod(self.image_shape)
         self.encoder = self.build_encoder()
         self.decoder = self.build_decoder()
         self.reconstruction_loss = RECONSTRUCTION_LOSSES[config.reconstruction_loss.value]
@@ -139,7 +142,7 @@ class Autoencoder(keras.Model):
         if self.objective_is_loss:
             objective = loss
         else:
-            objective = (reduced(reconstruction, PIXELS, self.config.reconstruction_reduction)
+            objective = (reduced(reconstruction, self.pixels, self.config.reconstruction_reduction)
                          + self.kl_weight * reduced(kl, self.latent_dim, self.kl_reduction))
         return {"loss": loss, "reconstruction": reconstruction, "kl": kl, "objective": objective}
 

@@ -12,7 +12,7 @@ from vae_train.models.registry import register_model
 @register_model("cvae")
 class ConvVAE(VariationalAutoencoder):
     def build_encoder(self) -> keras.Model:
-        return conv_encoder(self.config, self.latent_dim, head_names=("z_mean", "z_log_var"))
+        return conv_encoder(self.config, self.latent_dim, self.image_shape, head_names=("z_mean", "z_log_var"))
 
     def build_decoder(self) -> keras.Model:
-        return conv_decoder(self.config, self.latent_dim)
+        return conv_decoder(self.config, self.latent_dim, self.image_shape)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 
-from vae_train.models.base import IMAGE_SHAPE, Autoencoder
+from vae_train.models.base import Autoencoder
 from vae_train.models.registry import register_model
 
 
 @register_model("dense_ae")
 class DenseAutoencoder(Autoencoder):
     def build_encoder(self) -> keras.Model:
-        images = keras.Input(IMAGE_SHAPE, name="images")
+        images = keras.Input(self.image_shape, name="images")
         x = keras.layers.Flatten()(images)
         for units in self.config.hidden_units:
             x = keras.layers.Dense(units, activation=self.config.activation)(x)
@@ -25,5 +23,5 @@ class DenseAutoencoder(Autoencoder):
         x = codes
         for units in reversed(self.config.hidden_units):
             x = keras.layers.Dense(units, activation=self.config.activation)(x)
-        x = keras.layers.Dense(math.prod(IMAGE_SHAPE), name="logits")(x)
-        return keras.Model(codes, keras.layers.Reshape(IMAGE_SHAPE)(x), name="decoder")
+        x = keras.layers.Dense(self.pixels, name="logits")(x)
+        return keras.Model(codes, keras.layers.Reshape(self.image_shape)(x), name="decoder")

@@ -35,5 +35,7 @@ def get_model_class(name: str) -> type:
     except KeyError:
         raise ConfigError(
             f"No model registered as {name!r}; registered: {', '.join(registered_models())}. "
-            "A new model needs a module in vae_train/models/ and a YAML file in conf/model/."
+            f"A new model is a module src/vae_train/models/{name}.py with a class decorated "
+            f"@register_model({name!r}), a file conf/model/{name}.yaml, and, for keys of its own, a schema "
+            f"dataclass decorated @option_schema(\"model\", {name!r}) in src/vae_train/config/schema.py."
         ) from None

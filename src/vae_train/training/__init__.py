@@ -1,1 +1,3 @@
-"""Training: devices and strategy, the tf.function loop, checkpoints and TensorBoard."""
+"""Training: the ``tf.function`` loop (``loop``), its checkpoints (``checkpoints``), the optimizers and
+their learning-rate schedules (``optimizers``), a clean stop on SIGTERM and SIGINT (``interrupts``),
+and the TensorBoard event files (``summaries``)."""

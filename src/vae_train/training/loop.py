@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -27,15 +28,20 @@ import tensorflow as tf
 from vae_train.config import OnNonFinite, Schedule, TrainerConfig
 from vae_train.data.pipeline import ImagePipelines
 from vae_train.errors import CheckpointError, ConfigError, TrainingError
-from vae_train.evaluation import SUMS_SIZE, Evaluator, metrics_from_sums, summed_terms
 from vae_train.models import Autoencoder
+from vae_train.models.terms import SUMS_SIZE, metrics_from_sums, summed_terms
+from vae_train.runtime.devices import distribute_input
 from vae_train.training.checkpoints import RunCheckpoints, model_trackables
-from vae_train.training.devices import distribute_input
 from vae_train.training.interrupts import StopRequest
 from vae_train.training.summaries import TensorBoardWriters
 
 log = logging.getLogger(__name__)
 
+
+class TestFigures(Protocol):
+    """What gives the test figures after each epoch (vae_train.evaluation.figures.Evaluator)."""
+
+    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]: ...
 
 
 @dataclass
@@ -64,9 +70,9 @@ class Trainer:
         writers: TensorBoardWriters,
         checkpoint_dir: Path,
         checkpoint_signature: dict,
+        evaluator: TestFigures,
         epoch_end_hooks: Sequence[Callable[[EpochRecord], None]] = (),
         stop: StopRequest | None = None,
-        evaluator: Evaluator | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -92,7 +98,7 @@ class Trainer:
         self.checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature, config.checkpoints_to_keep,
                                           **model_trackables(model), optimizer=optimizer, epoch=self.epoch,
                                           global_step=self.global_step, running_sums=self.running_sums)
-        self.evaluator = evaluator or Evaluator(model, strategy, config.jit_compile, seed=pipelines.seed)
+        self.evaluator = evaluator
         self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = tf.function(self._distributed_steps)
 

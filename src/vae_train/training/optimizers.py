@@ -9,6 +9,7 @@ from collections.abc import Callable
 import keras
 
 from vae_train.config import Schedule
+from vae_train.runtime.precision import ComputePrecision
 
 OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
     "sgd": keras.optimizers.SGD,
@@ -28,13 +29,12 @@ SCHEDULES: dict[Schedule, Callable[[object, int], float | keras.optimizers.sched
 }
 
 
-def build_optimizer(config, precision: str, total_steps: int = 0) -> keras.optimizers.Optimizer:
-    """``precision``: the run's Keras dtype policy name; ``total_steps``: the run's training steps,
-    over which a schedule decays."""
+def build_optimizer(config, precision: ComputePrecision, total_steps: int = 0) -> keras.optimizers.Optimizer:
+    """The optimizer of ``config`` for a model computing in ``precision``; a schedule decays over
+    ``total_steps``, the run's training steps."""
     arguments = {key: value for key, value in dataclasses.asdict(config).items()
                  if key != "name" and key not in SCHEDULE_KEYS and value is not None}
     arguments["learning_rate"] = SCHEDULES[config.schedule](config, total_steps)
     optimizer = OPTIMIZERS[config.name](**arguments)
-    # float16 gradients underflow without loss scaling; the wrapper scales and unscales them.
-    # bfloat16 has float32's exponent range and needs none.
-    return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
+    # The wrapper scales the loss up and the gradients back down, so float16 gradients do not underflow.
+    return keras.optimizers.LossScaleOptimizer(optimizer) if precision.loss_scaling else optimizer

@@ -1,4 +1,4 @@
-"""TensorBoard event files of a run: ``tensorboard/train`` and ``tensorboard/test``."""
+"""TensorBoard event files of a run: one folder per split, ``train/`` and ``test/``, under a root."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-SPLITS = ("train", "test")
-
 
 class TensorBoardWriters:
     """One writer per split, opened at its first write: a run refused before training (a
     mismatched checkpoint, bad data) leaves no empty event files behind."""
 
-    def __init__(self, run_dir: Path):
-        self.root = Path(run_dir) / "tensorboard"
+    def __init__(self, root: Path):
+        self.root = Path(root)
         self._writers: dict[str, tf.summary.SummaryWriter] = {}
 
     def writer(self, split: str) -> tf.summary.SummaryWriter:

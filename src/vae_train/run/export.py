@@ -1,7 +1,7 @@
 """A finished run's encoder and decoder as standard ``.keras`` files, loadable with
 ``keras.saving.load_model`` in any Python with Keras, without this package.
 
-``encoder.keras`` maps images (batch, 28, 28, 1) in [0, 1] to the code (a VAE: ``[z_mean,
+``encoder.keras`` maps images (batch, height, width, 1) in [0, 1] to the code (a VAE: ``[z_mean,
 z_log_var]``); ``decoder.keras`` maps codes to pixel probabilities (the sigmoid of the logits the
 training decoder gives).
 """
@@ -14,8 +14,6 @@ from pathlib import Path
 import keras
 
 from vae_train.models import Autoencoder
-
-EXPORT_DIR = "export"
 
 
 def _save(model: keras.Model, path: Path) -> None:

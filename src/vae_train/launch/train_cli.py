@@ -1,4 +1,4 @@
-"""``vae-train``: compose the config with Hydra, train, return the objective for sweepers.
+"""``vae-train``: compose the config with Hydra, train, return the sweep score for sweepers.
 
 TensorFlow is imported only inside the task function, so ``--help``, ``--cfg job`` and a
 config error answer in a fraction of a second.
@@ -18,10 +18,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vae_train.config import register_schemas, to_settings
+from vae_train.config import register, to_settings
 from vae_train.errors import VaeTrainError
-from vae_train.fast_help import asks_for_help, list_groups_from_one_repository
-from vae_train.sweeps import FailedJob, describe_error, objective
+from vae_train.launch.fast_help import asks_for_help, list_groups_from_one_repository
+from vae_train.launch.sweeps.outcome import FailedJob, describe_error, sweep_score
 
 log = logging.getLogger("vae_train")
 
@@ -32,9 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def config_dir() -> str:
     """``conf/`` inside the installed package, else at the root of a source checkout."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "conf"
-    return str(packaged if packaged.is_dir() else here.parents[1] / "conf")
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "conf"
+    return str(packaged if packaged.is_dir() else package.parents[1] / "conf")
 
 
 def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
@@ -42,21 +42,23 @@ def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) ->
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
+    register()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
-register_schemas()
+register()
 if asks_for_help(sys.argv[1:]):
     list_groups_from_one_repository()
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | FailedJob:
+    """Train the composed config; return its sweep score (what Hydra's sweepers minimize)."""
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         settings = to_settings(cfg)
-        from vae_train.train import train  # heavy: TensorFlow
+        from vae_train.run.train import train  # heavy: TensorFlow
 
         results = train(settings, Path(HydraConfig.get().runtime.output_dir), OmegaConf.to_yaml(cfg))
     except Exception as err:
@@ -73,7 +75,7 @@ def main(cfg: DictConfig) -> float | FailedJob:
     if "stopped_by" in results:
         # The shell's convention for death by a signal, so schedulers see the job was stopped.
         sys.exit(128 + signal.Signals[results["stopped_by"]].value)
-    return objective(results)
+    return sweep_score(results)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Pictures of what a model learned: reconstructions, samples, the latent manifold and a scatter
-of the codes, rendered as arrays for TensorBoard (:class:`TensorBoardPictures`, an epoch-end hook
-of the Trainer) and for PNG files (``vae-eval``); plus TensorBoard's embedding projector.
+of the codes, rendered as arrays, for TensorBoard (the epoch-end hook of a run,
+``vae_train.run.epoch_pictures``) and for PNG files (``vae-eval``).
 
 Every picture is drawn from fixed inputs (the first test images, prior draws seeded once, a
 fixed grid of codes), so the pictures of successive epochs differ only by what the model learned.
@@ -13,28 +13,20 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 from statistics import NormalDist
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from vae_train.config import EvaluationConfig, ManifoldConfig, ManifoldKind, Projection
-from vae_train.evaluation import encode
+from vae_train.evaluation.codes import encode
 from vae_train.models import Autoencoder
-from vae_train.models.base import IMAGE_SHAPE
-from vae_train.training.summaries import TensorBoardWriters
-
-if TYPE_CHECKING:
-    from vae_train.training.loop import EpochRecord
 
 log = logging.getLogger(__name__)
 
 GRID_PADDING = 2  # pixels between the images of a grid
 GRID_FILL = 0.5  # grey, distinct from both the black background and the white strokes of digits
+# Images encoded per call for the pictures and the codes: large batches, few calls.
 ENCODE_BATCH = 512
-# TensorBoard's projector shows sprites up to 8192 x 8192 pixels.
-MAX_SPRITE_SIDE = 8192
-PROJECTOR_TENSOR = "test_codes"
 
 
 def tile(images: np.ndarray, columns: int, padding: int = GRID_PADDING, fill: float = GRID_FILL) -> np.ndarray:
@@ -198,93 +190,3 @@ class Pictures:
                 points, self.code_labels, self.class_names, axis_names,
                 f"{what} of {len(codes)} test images ({self.model.latent_dim}-D)"))
         return pictures
-
-
-class EmbeddingProjector:
-    """The files of TensorBoard's embedding projector in one run folder of the event files: the
-    codes (``codes.tsv``), their labels (``metadata.tsv``), a sprite of the images and the config."""
-
-    def __init__(self, folder: Path, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]):
-        from tensorboard.plugins import projector
-
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "metadata.tsv", "w") as handle:
-            handle.write("label\tclass\n")
-            handle.writelines(f"{label}\t{class_names[label]}\n" for label in labels)
-        config = projector.ProjectorConfig()
-        embedding = config.embeddings.add()
-        embedding.tensor_name = PROJECTOR_TENSOR
-        embedding.tensor_path = "codes.tsv"
-        embedding.metadata_path = "metadata.tsv"
-        side = math.ceil(math.sqrt(len(images)))
-        if side * IMAGE_SHAPE[0] <= MAX_SPRITE_SIDE:
-            padded = np.zeros((side * side, *images.shape[1:]), images.dtype)
-            padded[:len(images)] = images
-            write_png(self.folder / "sprite.png", tile(padded, columns=side, padding=0))
-            embedding.sprite.image_path = "sprite.png"
-            embedding.sprite.single_image_dim.extend(IMAGE_SHAPE[:2])
-        else:
-            log.warning("No sprite for the projector: %d images exceed its %d-pixel limit.", len(images),
-                        MAX_SPRITE_SIDE)
-        projector.visualize_embeddings(str(self.folder), config)
-
-    def write(self, codes: np.ndarray) -> None:
-        np.savetxt(self.folder / "codes.tsv", codes, delimiter="\t", fmt="%.6g")
-
-
-class TensorBoardPictures:
-    """Epoch-end hook of the Trainer: the pictures into ``tensorboard/test`` after every
-    ``evaluation.every_n_epochs`` epochs and after the last, the projector's codes, and optionally
-    histograms of the weights and of the gradients of the objective on a fixed test batch."""
-
-    def __init__(self, pictures: Pictures, writers: TensorBoardWriters, last_epoch: int,
-                 projector: EmbeddingProjector | None = None, seed: int = 0):
-        self.pictures = pictures
-        self.writers = writers
-        self.config = pictures.config
-        self.last_epoch = last_epoch
-        self.projector = projector
-        self.seed = seed
-
-    @classmethod
-    def for_run(cls, model: Autoencoder, test: tf.data.Dataset, labels: np.ndarray, class_names: tuple[str, ...],
-                config: EvaluationConfig, writers: TensorBoardWriters, last_epoch: int, seed: int
-                ) -> TensorBoardPictures:
-        """The hook for a training run, its projector in the test run of ``writers``."""
-        pictures = Pictures.from_dataset(model, test, labels, class_names, config, seed)
-        projector = None
-        if config.projector and len(pictures.code_images):
-            projector = EmbeddingProjector(writers.root / "test", pictures.code_images, pictures.code_labels,
-                                           class_names)
-        return cls(pictures, writers, last_epoch, projector, seed)
-
-    def __call__(self, record: EpochRecord) -> None:
-        if record.epoch % self.config.every_n_epochs and record.epoch != self.last_epoch:
-            return
-        codes = self.pictures.codes() if len(self.pictures.code_images) else None
-        # Rounded here, not by TensorBoard (which truncates), so the PNGs of vae-eval are the same.
-        pictures = {name: to_uint8(picture) for name, picture in self.pictures.render(codes).items()}
-        self.writers.images("test", record.step, pictures)
-        if self.projector is not None and codes is not None:
-            self.projector.write(codes)
-        if self.config.histograms:
-            self.writers.histograms("train", record.step, self._histograms())
-        self.writers.flush()
-
-    def _histograms(self) -> dict[str, tf.Tensor]:
-        model = self.pictures.model
-        images = tf.constant(self.pictures.images[:ENCODE_BATCH])
-        noise = tf.random.Generator.from_seed(self.seed)
-        with tf.GradientTape() as tape:
-            objective = tf.reduce_mean(model.loss_terms(images, training=False, noise=noise)["objective"])
-        gradients = tape.gradient(objective, model.trainable_variables)
-        # Keras names a variable after its layer only ("z_mean/kernel"); the part makes it unique.
-        part_of = {id(variable): part.name for part in (model.encoder, model.decoder)
-                   for variable in part.trainable_variables}
-        values = {}
-        for variable, gradient in zip(model.trainable_variables, gradients, strict=True):
-            name = f"{part_of[id(variable)]}/{variable.path}"
-            values[f"weights/{name}"] = variable
-            values[f"gradients/{name}"] = gradient
-        return values

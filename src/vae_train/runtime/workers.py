@@ -39,9 +39,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return is_chief_task(resolver.task_type, resolver.task_id, resolver.cluster_spec().jobs)
 
 
-def output_dir(run_dir: Path, chief: bool, checkpoints: str = "checkpoints") -> Path:
+def output_dir(run_dir: Path, chief: bool, checkpoints: str) -> Path:
     """Where this process writes: the run folder for the chief, else a scratch folder holding a
-    copy of the run folder's checkpoints, so every worker restores the same weights."""
+    copy of the run folder's ``checkpoints`` folder, so every worker restores the same weights."""
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir

@@ -14,25 +14,28 @@ import tensorflow as tf
 from vae_train.config import Config
 from vae_train.data.pipeline import ImagePipelines, load_dataset
 from vae_train.errors import CheckpointError
-from vae_train.evaluation import Evaluator, encode, likelihood_figures, reconstruction_errors
+from vae_train.evaluation.codes import encode, reconstruction_errors
+from vae_train.evaluation.figures import Evaluator
+from vae_train.evaluation.likelihood import likelihood_figures
+from vae_train.evaluation.pictures import ENCODE_BATCH, Pictures, write_png
+from vae_train.files import write_atomically
 from vae_train.models import Autoencoder, build_model
-from vae_train.pictures import ENCODE_BATCH, Pictures, write_png
-from vae_train.train import checkpoint_signature
+from vae_train.run.layout import CHECKPOINTS_DIR, EVAL_DIR, METRICS_FILE, checkpoint_signature
+from vae_train.runtime.devices import set_up_devices
+from vae_train.runtime.precision import ComputePrecision
 from vae_train.training.checkpoints import RunCheckpoints, model_trackables
-from vae_train.training.devices import set_up_devices
-from vae_train.training.precision import requested_precision
 
 log = logging.getLogger(__name__)
 
-EVAL_DIR = "eval"
-METRICS_FILE = "metrics.json"
 SCORES_FILE = "test_reconstruction_errors.npy"
 
 
-def restore_model(settings: Config, run_dir: Path) -> tuple[Autoencoder, dict]:
-    """The run's model with the weights of its latest checkpoint, and where they came from."""
-    checkpoint_dir = Path(run_dir) / "checkpoints"
-    model = build_model(settings.model, settings.latent_dim, settings.seed)
+def restore_model(settings: Config, run_dir: Path, image_shape: tuple[int, int, int],
+                  precision: ComputePrecision | None = None) -> tuple[Autoencoder, dict]:
+    """The run's model for images of ``image_shape``, computing in ``precision``, with the weights of
+    its latest checkpoint; and where they came from."""
+    checkpoint_dir = Path(run_dir) / CHECKPOINTS_DIR
+    model = build_model(settings.model, settings.latent_dim, image_shape, settings.seed, precision)
     # The trainer's step counter, not the optimizer's, which stops on skipped batches. The optimizer
     # and the running sums are left unread.
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
@@ -55,16 +58,16 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     run_dir = Path(run_dir)
     output = Path(output) if output is not None else run_dir / EVAL_DIR
     keras.utils.set_random_seed(settings.seed)
-    # The run's own precision, so its test figures come out again.
-    strategy = set_up_devices("one_device", requested_precision(settings.trainer))
+    # The run's own precision, resolved as the run resolved it, so its test figures come out again.
+    devices = set_up_devices("one_device", settings.trainer.precision)
     dataset = load_dataset(settings.data)
     pipelines = ImagePipelines(dataset, settings.data, settings.seed)
-    model, origin = restore_model(settings, run_dir)
+    model, origin = restore_model(settings, run_dir, dataset.image_shape, devices.precision)
     # The run's own batches: the posterior samples drawn then depend on them, so the figures of
     # the training run's last epoch come out again.
     test = pipelines.test()
 
-    figures = Evaluator(model, strategy, seed=settings.seed, metrics=settings.evaluation.metrics).evaluate(test)
+    figures = Evaluator(model, devices.strategy, seed=settings.seed, metrics=settings.evaluation.metrics).evaluate(test)
     results = {
         "run_dir": str(run_dir),
         **origin,
@@ -87,7 +90,7 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     for split in encode_splits:
         np.save(output / f"codes_{split}.npy", encode(model, pipelines.in_order(split, ENCODE_BATCH)))
         np.save(output / f"labels_{split}.npy", splits[split].labels)
-    (output / METRICS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    write_atomically(output / METRICS_FILE, json.dumps(results, indent=2) + "\n")
 
     shown = ("test_loss", "test_elbo", "test_nll_iw", "test_recipe_loss", "test_rounded_accuracy")
     log.info("Evaluated %s (epoch %d, step %d): %s. Results in %s.", origin["checkpoint"], origin["epoch"],

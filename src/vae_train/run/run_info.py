@@ -20,9 +20,9 @@ import tensorflow as tf
 
 import vae_train
 from vae_train.files import read_json_object, write_atomically
-from vae_train.host_cpu import cpu_model
+from vae_train.run.layout import RUN_INFO_FILE
+from vae_train.runtime.host_cpu import cpu_model
 
-RUN_INFO_FILE = "run_info.json"
 LIBRARIES = ("tensorflow", "keras", "numpy", "hydra-core", "omegaconf", "tensorboard")
 
 

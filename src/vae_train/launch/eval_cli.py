@@ -13,10 +13,9 @@ from pathlib import Path
 
 from vae_train.config import Config, load_saved_settings
 from vae_train.errors import ConfigError, VaeTrainError
+from vae_train.run.layout import SAVED_CONFIG
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-SAVED_CONFIG = ".hydra/config.yaml"
 
 EXAMPLES = """\
 examples:
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         settings = run_settings(args.run_dir, args.overrides)
-        from vae_train.eval_run import evaluate_run  # heavy: TensorFlow
+        from vae_train.run.evaluate import evaluate_run  # heavy: TensorFlow
 
         evaluate_run(settings, args.run_dir, encode_splits=args.encode, output=args.output)
     except VaeTrainError as err:

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
-import keras
 import tensorflow as tf
 
+from vae_train.config import Precision
 from vae_train.errors import ConfigError
-from vae_train.training.precision import resolve_precision
+from vae_train.runtime.precision import ComputePrecision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +118,16 @@ STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {
 }
 
 
-def set_up_devices(strategy: str, precision: str, cpu_threads: int | None = None,
-                   gpu: int | None = None) -> tf.distribute.Strategy:
-    """Configure the devices and return the strategy to build and train the model under.
+@dataclass(frozen=True)
+class Devices:
+    strategy: tf.distribute.Strategy  # what the model is built and trained under
+    precision: ComputePrecision
 
-    ``precision`` is a ``trainer.precision`` name (``auto`` included, see
-    :func:`~vae_train.training.precision.requested_precision`); the Keras policy it resolves to is
-    then ``keras.mixed_precision.global_policy()``."""
+
+def set_up_devices(strategy: str, precision: Precision, cpu_threads: int | None = None,
+                   gpu: int | None = None) -> Devices:
+    """Configure the devices; the strategy to build and train the model under, and the compute
+    precision ``precision`` (``trainer.precision``) resolves to for these devices."""
     if strategy not in STRATEGIES:
         raise ConfigError(f"trainer.strategy={strategy!r} is not one of {', '.join(STRATEGIES)}.")
     # Both only take effect before TensorFlow initializes its runtime, so they come first.
@@ -131,10 +135,8 @@ def set_up_devices(strategy: str, precision: str, cpu_threads: int | None = None
     _pin_gpu(gpu)
     gpus = _enable_memory_growth()
     chosen = STRATEGIES[strategy]()
-    # Keras reads the policy when layers are created, so this precedes model building.
-    policy = resolve_precision(precision, gpus=len(gpus), replicas=chosen.num_replicas_in_sync)
-    keras.mixed_precision.set_dtype_policy(policy)
+    resolved = resolve_precision(precision, gpus=len(gpus), replicas=chosen.num_replicas_in_sync)
     log.info("Devices: %d GPU(s); CPU threads: %s; strategy %s with %d replica(s); precision %s.",
              len(gpus), tf.config.threading.get_intra_op_parallelism_threads() or "all",
-             type(chosen).__name__, chosen.num_replicas_in_sync, policy)
-    return chosen
+             type(chosen).__name__, chosen.num_replicas_in_sync, resolved.policy)
+    return Devices(chosen, resolved)

@@ -1,4 +1,5 @@
-"""Hydra callbacks that run in the launching process, before any job. No TensorFlow here."""
+"""The preflight check, a Hydra callback that runs in the launching process before any job. No
+TensorFlow here."""
 
 from __future__ import annotations
 

@@ -1,32 +1,39 @@
-"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+"""Typed schemas of every config group, with their defaults.
 
-The YAML files under ``conf/`` hold the values; these dataclasses hold the types. Hydra merges
-each YAML file onto its schema, so a typo, a wrong type or an unknown key fails at composition.
-Range checks that a type cannot express live in ``__post_init__``: they run when
-:func:`to_settings` turns the composed config into these objects, before any work starts.
+Each default is stated here once; a YAML option under ``conf/`` states only what differs from its
+schema (``conf/data/mnist.yaml``: ``name`` and ``binarize``). Hydra merges each YAML file onto its
+schema, so a typo, a wrong type or an unknown key fails at composition. Range checks that a type
+cannot express live in ``__post_init__``: they run when :func:`~vae_train.config.store.to_settings`
+turns the composed config into these objects, before any work starts.
 
-This module must not import TensorFlow: ``vae-train --help`` and ``--cfg job`` go through it.
+No TensorFlow here: ``vae-train --help`` and ``--cfg job`` go through this module.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
-import yaml
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
 from vae_train.errors import ConfigError
-from vae_train.parallel import register_resolvers
 
-# At import, not in register_schemas(): a saved run's config.yaml holds these interpolations too.
-register_resolvers()
+# The schema of each option of the groups whose options differ in their keys, by group and option
+# name, filled by @option_schema. A model's name is also its registration (vae_train.models) and its
+# file conf/model/<name>.yaml; a test checks that the three agree.
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {"model": {}, "optimizer": {}}
+
+
+def option_schema(group: str, name: str):
+    """Make the decorated dataclass the schema of ``conf/<group>/<name>.yaml`` (``schema/<group>/<name>``)."""
+    def register(schema: type) -> type:
+        GROUP_SCHEMAS[group][name] = schema
+        return schema
+
+    return register
+
 
 # Far above any latent size that makes sense for 28x28 images, low enough to catch a typo
 # (latent_dim=20000) before it allocates gigabytes.
@@ -115,18 +122,24 @@ class DataSplit(Enum):
 @dataclass
 class DataConfig:
     name: str = MISSING
+    # A folder with the four IDX gzip files; null: $VAE_TRAIN_DATA/<name> if set, else download.
     root: str | None = None
     cache_dir: str = "~/.cache/vae-train"
+    # Check a local folder's files against the published md5 sums.
     verify_checksums: bool = True
+    # The global batch, split across replicas.
     batch_size: int = 64
+    # Use only the first N examples; null: all.
     max_train_examples: int | None = None
     max_test_examples: int | None = None
     binarize: Binarize = Binarize.none
+    # null: shuffle over the whole training set.
     shuffle_buffer: int | None = None
     # Speed lever: gather each batch from the decoded images by index (true) or let tf.data shuffle
-    # and batch the images themselves (false, the older and slower pipeline).
+    # and batch the images themselves (false, the older pipeline, a third as fast; another order).
     gather_batches: bool = True
     split: DataSplit = DataSplit.standard
+    # Images held out by split=validation.
     validation_size: int = 5000
 
     def __post_init__(self) -> None:
@@ -143,24 +156,33 @@ class ModelConfig:
 
     name: str = MISSING
     reconstruction_loss: ReconstructionLoss = ReconstructionLoss.bernoulli
-    # In the training objective only: mean over pixels is the Keras binary cross-entropy (recipe B).
+    # What the optimizer minimizes: sum over pixels (nats per image) or mean (per pixel, the Keras
+    # binary cross-entropy of recipe B). Reported figures are sums either way.
     reconstruction_reduction: Reduction = Reduction.sum
 
 
+@option_schema("model", "dense_ae")
 @dataclass
 class DenseAEConfig(ModelConfig):
+    """A stacked, symmetric dense autoencoder: the decoder mirrors ``hidden_units``."""
+
     hidden_units: list[int] = field(default_factory=lambda: [512, 256])
     activation: str = "relu"
+    # Activation of the code layer; null keeps it linear.
     code_activation: str | None = None
 
     def __post_init__(self) -> None:
         _require(all(u > 0 for u in self.hidden_units), "model.hidden_units must be positive.")
 
 
+@option_schema("model", "conv_ae")
 @dataclass
 class ConvAEConfig(ModelConfig):
+    """Convolutional autoencoder: convolutions, dense layers, the code, and back."""
+
     encoder_filters: list[int] = field(default_factory=lambda: [32, 64])
     encoder_padding: str = "same"
+    # Dense layers of the encoder between the convolutions and the code.
     hidden_units: list[int] = field(default_factory=list)
     decoder_filters: list[int] = field(default_factory=lambda: [64, 32])
     decoder_start_channels: int = 64
@@ -182,8 +204,13 @@ class ConvAEConfig(ModelConfig):
         _require_positive(self.kernel_size, "model.kernel_size")
 
 
+@option_schema("model", "cvae")
 @dataclass
 class ConvVAEConfig(ConvAEConfig):
+    """Convolutional VAE: a Gaussian encoder (mean and log-variance), a decoder giving logits."""
+
+    hidden_units: list[int] = field(default_factory=lambda: [16])
+    # Weight of the KL term; 1 is the ELBO.
     beta: float = 1.0
     # In the training objective only: mean over latent dimensions is the Keras VAE example (recipe C).
     kl_reduction: Reduction = Reduction.sum
@@ -217,6 +244,7 @@ class ExtraMetric(Enum):
 class ManifoldConfig:
     kind: ManifoldKind = ManifoldKind.quantiles
     size: int = 20  # points per axis; 0: no manifold picture
+    # The probabilities (quantiles) or coordinates (square) spanned on each axis.
     quantile_range: list[float] = field(default_factory=lambda: [0.05, 0.95])
     square_range: list[float] = field(default_factory=lambda: [-2.0, 2.0])
 
@@ -230,15 +258,25 @@ class ManifoldConfig:
 class EvaluationConfig:
     """Pictures in TensorBoard, extra test figures, and the importance-weighted likelihood."""
 
+    # Pictures after every N epochs and after the last.
     every_n_epochs: int = 1
+    # Test images shown above their reconstructions; 0: none.
     reconstructions: int = 8
+    # VAEs: decodings of this many fixed draws from the prior; 0: none.
     samples: int = 16
+    # latent_dim 2: a size x size grid of decodings.
     manifold: ManifoldConfig = field(default_factory=ManifoldConfig)
+    # latent_dim > 2: the latent scatter shows a 2-D projection.
     projection: Projection = Projection.pca
+    # Test images encoded for the latent scatter and the projector; null: all, 0: neither.
     code_examples: int | None = None
+    # Test-set codes with labels and a sprite for TensorBoard's embedding projector.
     projector: bool = True
+    # Weight and gradient histograms.
     histograms: bool = False
+    # VAEs: importance samples per test image for the likelihood bound test_nll_iw; 0: off.
     iw_samples: int = 50
+    # Extra test figures.
     metrics: list[ExtraMetric] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -254,6 +292,7 @@ class OptimizerConfig:
 
     name: str = MISSING
     learning_rate: float = MISSING
+    # Clip each variable's gradient to this norm (Keras clips per variable); null: no clipping.
     clipnorm: float | None = None
     # The schedule's keys; build_optimizer reads them, the Keras optimizer does not get them.
     schedule: Schedule = Schedule.constant
@@ -271,21 +310,28 @@ class OptimizerConfig:
                  f"optimizer.final_learning_rate_fraction must be in [0, 1], got {self.final_learning_rate_fraction}.")
 
 
+@option_schema("optimizer", "sgd")
 @dataclass
 class SGDConfig(OptimizerConfig):
-    momentum: float = 0.0
+    # Losses are summed over the pixels, so gradients are large: 1e-2 diverges.
+    learning_rate: float = 3.0e-4
+    momentum: float = 0.9
     nesterov: bool = False
 
 
+@option_schema("optimizer", "adam")
 @dataclass
 class AdamConfig(OptimizerConfig):
+    learning_rate: float = 1.0e-3
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-7
 
 
+@option_schema("optimizer", "rmsprop")
 @dataclass
 class RMSpropConfig(OptimizerConfig):
+    learning_rate: float = 1.0e-3
     rho: float = 0.9
     momentum: float = 0.0
     epsilon: float = 1e-7
@@ -293,19 +339,29 @@ class RMSpropConfig(OptimizerConfig):
 
 @dataclass
 class TrainerConfig:
+    # Epochs to train to; a resumed run continues up to this.
     epochs: int = 10
+    # auto: all local GPUs with MirroredStrategy if there are several, else one device.
+    # Also: one_device, mirrored, multi_worker (reads TF_CONFIG).
     strategy: str = "auto"
-    mixed_precision: bool = False  # the older switch: true is precision=mixed_float16
+    # The speed levers; the defaults are the fastest safe choice measured by `make bench`.
     precision: Precision = Precision.auto
+    # Compile the train and eval steps with XLA: slower on CPUs (Eigen convolutions instead of oneDNN's).
     jit_compile: bool = False
+    # Training steps run inside one tf.function call; more means less Python per step. A call never
+    # runs past a TensorBoard point (log_every_steps), a checkpoint or the end of an epoch.
     steps_per_execution: int = 100
     log_every_steps: int = 100
     checkpoints_to_keep: int = 3
+    # Also checkpoint every N steps inside an epoch (for long epochs); null: at epoch ends only.
     checkpoint_every_steps: int | None = None
     on_nan: OnNonFinite = OnNonFinite.stop
+    # Deterministic TensorFlow ops: identical runs for the same seed, somewhat slower.
     deterministic: bool = False
     progress_bar: bool = True
-    # Both default to a resolver (vae_train.parallel) that shares the machine between parallel jobs.
+    # TensorFlow's CPU threads (intra- and inter-op pools) and the one GPU to train on; null:
+    # TensorFlow's choice, every core and every GPU. conf/trainer/default.yaml sets both to a resolver
+    # (vae_train.config.resolvers) that shares the machine between the parallel jobs of a sweep.
     cpu_threads: int | None = None
     gpu: int | None = None
 
@@ -315,9 +371,6 @@ class TrainerConfig:
         _require(self.gpu is None or self.gpu >= 0, f"trainer.gpu must be >= 0, got {self.gpu}.")
         _require_positive(self.checkpoint_every_steps, "trainer.checkpoint_every_steps")
         _require_positive(self.steps_per_execution, "trainer.steps_per_execution")
-        _require(not self.mixed_precision or self.precision in (Precision.auto, Precision.mixed_float16),
-                 f"trainer.mixed_precision=true means float16 but trainer.precision={self.precision.value}; "
-                 "set only trainer.precision.")
         _require_positive(self.log_every_steps, "trainer.log_every_steps")
         _require_positive(self.checkpoints_to_keep, "trainer.checkpoints_to_keep")
 
@@ -330,53 +383,11 @@ class Config:
     optimizer: Any = MISSING
     trainer: TrainerConfig = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    # The size of the code.
     latent_dim: int = 2
+    # Seeds Python, NumPy and TensorFlow, the data order and the VAE noise.
     seed: int = 42
 
     def __post_init__(self) -> None:
         _require(0 < self.latent_dim <= MAX_LATENT_DIM,
                  f"latent_dim must be an integer in 1..{MAX_LATENT_DIM}, got {self.latent_dim}.")
-
-
-_GROUP_SCHEMAS: dict[str, dict[str, type]] = {
-    "schema/model": {"dense_ae": DenseAEConfig, "conv_ae": ConvAEConfig, "cvae": ConvVAEConfig},
-    "schema/optimizer": {"sgd": SGDConfig, "adam": AdamConfig, "rmsprop": RMSpropConfig},
-}
-
-
-def register_schemas() -> None:
-    """Store the schemas where the YAML files' defaults lists look for them."""
-    store = ConfigStore.instance()
-    store.store(name="config_schema", node=Config)
-    for group, schemas in _GROUP_SCHEMAS.items():
-        for name, schema in schemas.items():
-            store.store(group=group, name=name, node=schema)
-
-
-def to_settings(cfg: DictConfig) -> Config:
-    """Turn a composed config into typed objects, running every range check."""
-    settings = OmegaConf.to_object(cfg)
-    assert isinstance(settings, Config)
-    return settings
-
-
-def load_saved_settings(path: Path, overrides: Sequence[str] = ()) -> Config:
-    """The typed settings of a saved config (a run folder's ``.hydra/config.yaml``).
-
-    ``overrides`` are ``key=value`` strings applied on top. The saved values are merged onto
-    today's schemas, so a key added since the run took its default.
-    """
-    try:
-        saved = OmegaConf.load(path)
-        saved = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
-        schema = OmegaConf.structured(Config)
-        for key, group in (("model", "schema/model"), ("optimizer", "schema/optimizer")):
-            name = OmegaConf.select(saved, f"{key}.name")
-            if name not in _GROUP_SCHEMAS[group]:
-                raise ConfigError(f"{path} names {key} {name!r}, which is not one of "
-                                  f"{', '.join(_GROUP_SCHEMAS[group])}.")
-            schema[key] = OmegaConf.structured(_GROUP_SCHEMAS[group][name])
-        return to_settings(OmegaConf.merge(schema, saved))
-    except (OSError, yaml.YAMLError, OmegaConfBaseException, ValueError) as err:
-        reason = " ".join(str(err).split())
-        raise ConfigError(f"Cannot use the config {path}: {reason}") from err

@@ -1,0 +1,79 @@
+"""A run's parts, built the one way every caller builds them: ``vae-train`` (:mod:`.train`), ``make
+bench`` and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from vae_train.config import Config
+from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
+from vae_train.evaluation.figures import Evaluator
+from vae_train.models import Autoencoder, build_model
+from vae_train.run.epoch_pictures import TensorBoardPictures
+from vae_train.run.layout import CHECKPOINTS_DIR, checkpoint_signature, tensorboard_dir
+from vae_train.runtime.devices import set_up_devices
+from vae_train.runtime.precision import ComputePrecision
+from vae_train.runtime.workers import is_chief, output_dir
+from vae_train.training.loop import Trainer
+from vae_train.training.optimizers import build_optimizer
+from vae_train.training.summaries import TensorBoardWriters
+
+
+@dataclass
+class RunParts:
+    strategy: tf.distribute.Strategy
+    dataset: ImageDataset
+    pipelines: ImagePipelines
+    model: Autoencoder
+    optimizer: keras.optimizers.Optimizer
+    precision: ComputePrecision  # trainer.precision, resolved for this machine
+
+
+@dataclass
+class AssembledRun:
+    parts: RunParts
+    trainer: Trainer
+    run_dir: Path  # where this process writes: the run folder, or a scratch folder for a non-chief worker
+    writers: TensorBoardWriters
+
+
+def build_parts(settings: Config, dataset: ImageDataset | None = None) -> RunParts:
+    """Seeds, devices and compute precision, data pipelines, model and optimizer. ``dataset``: already
+    loaded by ``load_dataset(settings.data)``, to share it between several builds."""
+    keras.utils.set_random_seed(settings.seed)
+    if settings.trainer.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    devices = set_up_devices(settings.trainer.strategy, settings.trainer.precision,
+                             settings.trainer.cpu_threads, settings.trainer.gpu)
+    dataset = dataset or load_dataset(settings.data)
+    pipelines = ImagePipelines(dataset, settings.data, settings.seed)
+    with devices.strategy.scope():
+        model = build_model(settings.model, settings.latent_dim, dataset.image_shape, settings.seed,
+                            devices.precision)
+        optimizer = build_optimizer(settings.optimizer, devices.precision,
+                                    total_steps=settings.trainer.epochs * pipelines.steps_per_epoch)
+        # Built now, not at the first step, so a checkpoint restores into existing variables.
+        optimizer.build(model.trainable_variables)
+    return RunParts(devices.strategy, dataset, pipelines, model, optimizer, devices.precision)
+
+
+def build_trainer(settings: Config, run_dir: Path, dataset: ImageDataset | None = None) -> AssembledRun:
+    """The run's parts, its test figures and pictures, and the Trainer that trains them into ``run_dir``.
+    Only the chief of a multi-worker run writes ``run_dir`` (created here); the other workers, a
+    scratch folder."""
+    parts = build_parts(settings, dataset)
+    run_dir = output_dir(Path(run_dir), is_chief(parts.strategy), CHECKPOINTS_DIR)
+    writers = TensorBoardWriters(tensorboard_dir(run_dir))
+    pictures = TensorBoardPictures.for_run(parts.model, parts.pipelines.test(), parts.dataset.test.labels,
+                                           parts.dataset.class_names, settings.evaluation, writers,
+                                           settings.trainer.epochs, settings.seed)
+    evaluator = Evaluator(parts.model, parts.strategy, settings.trainer.jit_compile, settings.seed,
+                          settings.evaluation.metrics)
+    trainer = Trainer(parts.model, parts.optimizer, parts.strategy, parts.pipelines, settings.trainer, writers,
+                      checkpoint_dir=run_dir / CHECKPOINTS_DIR, checkpoint_signature=checkpoint_signature(settings),
+                      evaluator=evaluator, epoch_end_hooks=[pictures])
+    return AssembledRun(parts, trainer, run_dir, writers)

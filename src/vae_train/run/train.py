@@ -1,0 +1,93 @@
+"""One training run, from typed settings to a run folder holding checkpoints, TensorBoard
+files and ``results.json``. The command line is a thin layer over :func:`train`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from vae_train.config import Config
+from vae_train.errors import TrainingError
+from vae_train.evaluation.likelihood import likelihood_figures
+from vae_train.files import read_json_object, write_atomically
+from vae_train.run.build import build_trainer
+from vae_train.run.export import export_models
+from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE
+from vae_train.run.run_info import record_session
+from vae_train.runtime.workers import check_same_step
+
+log = logging.getLogger(__name__)
+
+
+def _model_description(model) -> str:
+    lines: list[str] = []
+    for part in (model.encoder, model.decoder):
+        part.summary(print_fn=lambda line, *_: lines.append(line))
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
+    """Train (or resume) in ``run_dir`` and return the flat results also written to results.json.
+
+    ``results["finished"]`` is False when a signal stopped the run early; a non-finite loss raises
+    TrainingError after writing results.json with the error.
+    """
+    run = build_trainer(settings, run_dir)
+    trainer, writers, run_dir = run.trainer, run.writers, run.run_dir
+    model, pipelines = run.parts.model, run.parts.pipelines
+    resumed = trainer.restore_latest(settings.optimizer)
+    check_same_step(run.parts.strategy, trainer.global_step)
+    record_session(run_dir)
+
+    parameters = model.parameter_counts()
+    if not resumed:
+        writers.text("config", f"```yaml\n{config_yaml}\n```")
+        writers.text("model", _model_description(model))
+        writers.scalars("train", 0, {f"parameters/{part}": count for part, count in parameters.items()})
+    log.info("Model %s: %s parameters; %d training and %d test images; %d steps per epoch.",
+             settings.model.name, parameters, pipelines.train_size, pipelines.test_size,
+             pipelines.steps_per_epoch)
+
+    results = {
+        "model": settings.model.name,
+        "data": settings.data.name,
+        "latent_dim": settings.latent_dim,
+        "optimizer": settings.optimizer.name,
+        "learning_rate": settings.optimizer.learning_rate,
+        "batch_size": settings.data.batch_size,
+        "seed": settings.seed,
+        "parameters": sum(parameters.values()),
+        "precision": run.parts.precision.policy,
+    }
+    try:
+        history = trainer.fit()
+    except TrainingError as err:
+        _write_results(run_dir, {**results, "finished": False, "error": str(err),
+                                 "epochs": int(trainer.epoch.numpy()), "steps": trainer.step})
+        raise
+
+    previous = read_json_object(run_dir / RESULTS_FILE) or {}
+    last = history.epochs[-1] if history.epochs else None
+    # A resumed run that had nothing left to train still reports its model's test figures.
+    test_metrics = last.test if last else trainer.evaluator.evaluate(pipelines.test())
+    results.update({
+        "finished": history.stopped_by is None,
+        "epochs": int(trainer.epoch.numpy()),
+        "steps": trainer.step,
+        "train_loss": last.train["loss"] if last else previous.get("train_loss"),
+        "images_per_second": last.images_per_second if last else previous.get("images_per_second"),
+        **{f"test_{name}": value for name, value in test_metrics.items()},
+    })
+    if history.stopped_by:
+        results["stopped_by"] = history.stopped_by
+    else:  # a stopped run skips these, to exit within a scheduler's grace period
+        results.update(likelihood_figures(model, pipelines.test(), settings.evaluation.iw_samples, settings.seed))
+        export_models(model, run_dir / EXPORT_DIR)
+    _write_results(run_dir, results)
+    writers.flush()
+    return results
+
+
+def _write_results(run_dir: Path, results: dict) -> None:
+    write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
