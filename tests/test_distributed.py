@@ -125,7 +125,7 @@ def test_two_workers_over_localhost_train_in_lockstep_and_only_the_chief_writes(
 
     reported = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
     assert reported[0] == reported[1]
-    assert {"results.json", "tensorboard", "checkpoints"} <= {path.name for path in (tmp_path / "run0").iterdir()}
+    assert {"results.json", "train", "test", "checkpoints"} <= {path.name for path in (tmp_path / "run0").iterdir()}
     # The other worker wrote into a scratch folder, removed when it exited.
     assert not [path for path in (tmp_path / "run1").rglob("*") if path.is_file()]
     assert not any(scratch.iterdir())

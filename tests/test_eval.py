@@ -71,12 +71,10 @@ def test_estimate_tightens_as_samples_grow_and_stays_below_minus_elbo(vae, test_
     assert importance_weighted_nll(vae, first_batch, 10, seed=0) == nll[10]  # seeded
 
 
-def test_estimate_does_not_depend_on_the_chunk_size(vae, test_batches, monkeypatch):
+def test_estimate_does_not_depend_on_the_chunk_size(vae, test_batches):
     first_batch = test_batches.take(1)
     whole = importance_weighted_nll(vae, first_batch, 16, seed=0)
-    # Three samples of 32 images per call.
-    monkeypatch.setattr("vae_train.evaluation.likelihood.IW_DECODES_PER_CALL", 96)
-    chunked = importance_weighted_nll(vae, first_batch, 16, seed=0)
+    chunked = importance_weighted_nll(vae, first_batch, 16, seed=0, decodes_per_chunk=96)  # 3 samples of 32 images
     assert chunked == pytest.approx(whole, rel=1e-6)
 
 

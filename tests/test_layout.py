@@ -29,10 +29,10 @@ ALLOWED = {
     "evaluation": {"config", "runtime", "data", "models"},
     "run": {"config", "runtime", "data", "models", "training", "evaluation"},
     # The commands import the run's work inside their functions, once their arguments are read.
-    "launch": {"config", "run"},
+    "launch": {"config", "run", "runtime"},
 }
 # Modules the launching process imports: none may pull in TensorFlow.
-LIGHT = ["vae_train.run.layout", *(
+LIGHT = ["vae_train.run.layout", "vae_train.runtime.start", *(
     ".".join(("vae_train", *path.relative_to(PACKAGE).with_suffix("").parts))
     for room in ("config", "launch") for path in sorted((PACKAGE / room).rglob("*.py")))]
 

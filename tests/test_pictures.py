@@ -47,10 +47,30 @@ def read_pictures(folder: Path) -> dict[str, list[tuple[int, np.ndarray]]]:
             for tag, events in read_event_tensors(folder, "images").items()}
 
 
+def native(picture: np.ndarray, height: int) -> np.ndarray:
+    """A picture enlarged for TensorBoard, at its own size again: ``height`` rows, each pixel having
+    been a square block."""
+    factor = picture.shape[0] // height
+    assert picture.shape[0] == factor * height and picture.shape[1] % factor == 0
+    small = picture[::factor, ::factor]
+    np.testing.assert_array_equal(np.repeat(np.repeat(small, factor, axis=0), factor, axis=1), picture)
+    return small
+
+
 @pytest.fixture(scope="module")
-def picture_run(finished_run):
+def logged_pictures(finished_run):
+    """The pictures of the finished run as TensorBoard shows them."""
     run_dir, _ = finished_run
-    return run_dir, read_pictures(run_dir / "tensorboard" / "test")
+    return read_pictures(run_dir / "test")
+
+
+@pytest.fixture(scope="module")
+def picture_run(finished_run, logged_pictures):
+    """The finished run and its pictures at their own size."""
+    run_dir, _ = finished_run
+    heights = {"reconstructions": 2 * 28 + 2, "samples": 3 * 28 + 2 * 2, "manifold": MANIFOLD * 28}
+    return run_dir, {tag: [(step, native(grid, heights[tag]) if tag in heights else grid) for step, grid in events]
+                     for tag, events in logged_pictures.items()}
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +207,13 @@ def test_samples_and_manifold_are_grids_of_decodings(picture_run, final_pictures
                                            final_pictures.class_names, final_pictures.config, 42).prior_draws)
 
 
+def test_pictures_are_enlarged_to_be_read_at_the_size_tensorboard_shows_them(logged_pictures):
+    # Integer factors of the grids' own sizes: (58, 178) x3, (88, 88) x5, (140, 140) x3; the figure as drawn.
+    expected = {"reconstructions": (174, 534, 1), "samples": (440, 440, 1), "manifold": (420, 420, 1),
+                "latent_scatter": (550, 750, 3)}
+    assert {tag: events[-1][1].shape for tag, events in logged_pictures.items()} == expected
+
+
 def test_latent_scatter_is_a_colour_figure(picture_run):
     _, pictures = picture_run
     for _, figure in pictures["latent_scatter"]:
@@ -196,7 +223,7 @@ def test_latent_scatter_is_a_colour_figure(picture_run):
 
 def test_weight_and_gradient_histograms(picture_run):
     run_dir, _ = picture_run
-    histograms = read_event_tensors(run_dir / "tensorboard" / "train", "histograms")
+    histograms = read_event_tensors(run_dir / "train", "histograms")
     weights = {tag for tag in histograms if tag.startswith("weights/")}
     gradients = {tag for tag in histograms if tag.startswith("gradients/")}
     assert len(weights) == len(gradients) > 0
@@ -207,11 +234,13 @@ def test_weight_and_gradient_histograms(picture_run):
 
 def test_projector_gets_codes_labels_and_a_sprite(picture_run):
     run_dir, _ = picture_run
-    folder = run_dir / "tensorboard" / "test"
+    folder = run_dir / "test"
     config = text_format.Parse((folder / "projector_config.pbtxt").read_text(), ProjectorConfig())
     (embedding,) = config.embeddings
     codes = np.loadtxt(folder / embedding.tensor_path, delimiter="\t")
-    assert codes.shape == (CODES, 2)
+    # 2-D codes and a zero third column: the projector draws nothing for fewer than three.
+    assert codes.shape == (CODES, 3)
+    assert np.all(codes[:, 2] == 0) and codes[:, :2].std(axis=0).min() > 0
     metadata = (folder / embedding.metadata_path).read_text().splitlines()
     assert metadata[0] == "label\tclass" and len(metadata) == CODES + 1
     assert all(line.split("\t")[0] == line.split("\t")[1] for line in metadata[1:])  # MNIST: digits

@@ -188,7 +188,7 @@ def test_same_seed_gives_identical_loss_curves(tiny_data_dir, tmp_path):
     second = train_tiny(tiny_data_dir, tmp_path / "b", *overrides)
     from test_training import read_scalars
 
-    curves = [read_scalars(tmp_path / run / "tensorboard" / "train")["loss"] for run in ("a", "b")]
+    curves = [read_scalars(tmp_path / run / "train")["loss/total"] for run in ("a", "b")]
     assert len(curves[0]) == 8 and curves[0] == curves[1]
     assert first["test_loss"] == second["test_loss"]
     third = train_tiny(tiny_data_dir, tmp_path / "c", *overrides, "seed=7")

@@ -16,6 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from conftest import QUIET_EVALUATION, compose, tiny_overrides
@@ -44,6 +46,20 @@ def hparams_plugin_data(folder: Path, tag: str):
     accumulator = EventAccumulator(str(folder), size_guidance={"tensors": 0})
     accumulator.Reload()
     return accumulator.SummaryMetadata(tag).plugin_data.content, accumulator
+
+
+def session_status(job_dir: Path) -> str:
+    """The HParams status a job's session ended with, by name (STATUS_SUCCESS, ...)."""
+    content, _ = hparams_plugin_data(job_dir, "_hparams_/session_end_info")
+    return api_pb2.Status.Name(hparams_metadata.parse_session_end_info_plugin_data(content).status)
+
+
+def tensorboard_runs(logdir: Path) -> set[str]:
+    """The runs TensorBoard lists for ``logdir``, by name."""
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    return set(multiplexer.Runs())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,24 +214,30 @@ def test_a_2x2_multirun_writes_both_summaries_and_the_hparams_dashboard(tiny_dat
     assert sum(line.startswith("| ") for line in markdown.splitlines()) == 1 + 4
     assert "Best of 4 jobs" in result.stdout + result.stderr
 
-    # HParams: the sweep's hyperparameters and metrics declared once at the root...
-    content, _ = hparams_plugin_data(sweep, "_hparams_/experiment")
-    experiment = hparams_metadata.parse_experiment_plugin_data(content)
-    domains = {info.name: info for info in experiment.hparam_infos}
-    assert set(domains) == {"model", "latent_dim"}
-    assert [value.string_value for value in domains["model"].domain_discrete.values] == ["conv_ae", "cvae"]
-    assert {(metric.name.group, metric.name.tag) for metric in experiment.metric_infos} >= {
-        ("", "sweep_score"), ("test", "loss"), ("test", "elbo")}
-    # ...and each job's values and score in its own session folder, beside its train/ and test/.
+    # TensorBoard lists each job by its number, its train and test runs under it, and no empty run
+    # for the sweep's root.
+    assert tensorboard_runs(sweep) == {f"{job}{split}" for job in range(4) for split in ("", "/train", "/test")}
+    # HParams: each job's folder is a session holding the sweep's declaration of its hyperparameters
+    # and metrics, the job's values, its score and its status, beside its train/ and test/.
     for line in table:
-        session = sweep / line["folder"] / "tensorboard"
+        session = sweep / line["folder"]
+        content, accumulator = hparams_plugin_data(session, "_hparams_/experiment")
+        experiment = hparams_metadata.parse_experiment_plugin_data(content)
+        domains = {info.name: info for info in experiment.hparam_infos}
+        assert set(domains) == {"model", "latent_dim"}
+        assert [value.string_value for value in domains["model"].domain_discrete.values] == ["conv_ae", "cvae"]
+        assert {(metric.name.group, metric.name.tag) for metric in experiment.metric_infos} >= {
+            ("", "sweep_score"), ("test", "loss/total"), ("test", "loss/elbo")}
         content, accumulator = hparams_plugin_data(session, "_hparams_/session_start_info")
         values = hparams_metadata.parse_session_start_info_plugin_data(content).hparams
         assert values["model"].string_value == line["model"]
         assert values["latent_dim"].number_value == float(line["latent_dim"])
         score_events = accumulator.Tensors("sweep_score")
         assert float(score_events[-1].tensor_proto.float_val[0]) == pytest.approx(float(line["score"]))
+        assert session_status(session) == "STATUS_SUCCESS"
         assert {"train", "test"} <= {path.name for path in session.iterdir()}
+    assert "Sweep summary: sweep/summary.md" in result.stdout + result.stderr
+    assert markdown.startswith("# Sweep sweep\n")  # the folder as seen from the working directory
 
 
 def test_joblib_runs_jobs_in_parallel_processes_and_a_failure_does_not_stop_the_sweep(tiny_data_dir, tmp_path):
@@ -230,6 +252,7 @@ def test_joblib_runs_jobs_in_parallel_processes_and_a_failure_does_not_stop_the_
     assert [(line["job"], line["status"]) for line in table] == [("0", "ok"), ("1", "failed")]
     assert "non-finite" in table[1]["error"] and "non-finite" in (sweep / "1" / ERROR_FILE).read_text()
     assert "1 of 2 jobs did not finish" in result.stdout + result.stderr
+    assert [session_status(sweep / str(job)) for job in (0, 1)] == ["STATUS_SUCCESS", "STATUS_FAILURE"]
     # Two worker processes, each limiting TensorFlow to its share of the cores.
     assert "Joblib.Parallel(n_jobs=2,backend=loky,prefer=processes" in result.stdout + result.stderr
     threads = threads_per_job(2, available_cores())

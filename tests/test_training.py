@@ -49,19 +49,43 @@ def test_cli_trains_and_fills_the_run_folder(tiny_data_dir, tmp_path):
     checkpoints = tf.train.get_checkpoint_state(str(run_dir / "checkpoints"))
     assert checkpoints.model_checkpoint_path.endswith("ckpt-8")
 
-    train_scalars = read_scalars(run_dir / "tensorboard" / "train")
-    test_scalars = read_scalars(run_dir / "tensorboard" / "test")
-    assert {"loss", "reconstruction", "kl", "learning_rate", "images_per_second"} <= set(train_scalars)
-    assert [step for step, _ in train_scalars["loss"]] == [2, 4, 6, 8]
-    assert train_scalars["learning_rate"][-1][1] == pytest.approx(1e-3)
-    assert [step for step, _ in test_scalars["loss"]] == [4, 8]
-    assert test_scalars["loss"][-1][1] == pytest.approx(results["test_loss"], rel=1e-5)
-    assert {"elbo", "kl", "reconstruction"} <= set(test_scalars)
-    # The composed config is in TensorBoard as text, and the log file is in the run folder.
-    accumulator = EventAccumulator(str(run_dir / "tensorboard" / "train"), size_guidance={"tensors": 0})
+    # The event files sit in the run folder's train/ and test/, which TensorBoard names run/train, run/test.
+    train_scalars = read_scalars(run_dir / "train")
+    test_scalars = read_scalars(run_dir / "test")
+    assert {"loss/total", "loss/reconstruction", "loss/kl", "optimization/learning_rate",
+            "speed/images_per_second", "speed/epoch_seconds", "speed/between_epochs_seconds"} <= set(train_scalars)
+    assert [step for step, _ in train_scalars["loss/total"]] == [2, 4, 6, 8]
+    assert train_scalars["optimization/learning_rate"][-1][1] == pytest.approx(1e-3)
+    assert [step for step, _ in test_scalars["loss/total"]] == [4, 8]
+    assert test_scalars["loss/total"][-1][1] == pytest.approx(results["test_loss"], rel=1e-5)
+    assert {"loss/elbo", "loss/kl", "loss/reconstruction"} <= set(test_scalars)
+    # Curves only: the epoch is the x axis and the parameter counts are text, not scalar series.
+    tags = set(train_scalars) | set(test_scalars)
+    assert not {tag for tag in tags if tag.split("/")[-1] == "epoch" or tag.startswith("parameters/")}
+    # The composed config and the model with its parameter counts are in TensorBoard as text...
+    accumulator = EventAccumulator(str(run_dir / "train"), size_guidance={"tensors": 0})
     accumulator.Reload()
     assert b"latent_dim: 2" in tf.make_ndarray(accumulator.Tensors("config")[0].tensor_proto).item()
+    model_text = tf.make_ndarray(accumulator.Tensors("model")[0].tensor_proto).item().decode()
+    assert f"{results['parameters']:,} in all" in model_text
+    # ...the log file is in the run folder, and the run ends with a line of its figures and places.
     assert "epoch 2/2" in (run_dir / "vae-train.log").read_text()
+    closing = result.stderr.strip().splitlines()[-1]
+    assert "Finished in" in closing and f"test loss {results['test_loss']:.4g}" in closing
+    assert f"ELBO {results['test_elbo']:.4g}" in closing and f"NLL bound (K=50) {results['test_nll_iw']:.4g}" in closing
+    assert "Run folder run (results in run/results.json); tensorboard --logdir run" in closing
+
+
+def test_a_run_folder_of_the_older_layout_resumes_into_its_own_event_folders(tiny_data_dir, tmp_path):
+    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    (tmp_path / "tensorboard").mkdir()  # as runs before the event folders moved up wrote them
+    for split in ("train", "test"):
+        (tmp_path / split).rename(tmp_path / "tensorboard" / split)
+    resumed = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=2")
+    assert resumed["steps"] == 8
+    assert not (tmp_path / "train").exists() and not (tmp_path / "test").exists()
+    steps = [step for step, _ in read_scalars(tmp_path / "tensorboard" / "test")["loss/total"]]
+    assert steps == [4, 8]
 
 
 def test_resuming_gives_the_same_run_as_training_straight_through(tiny_data_dir, tmp_path):

@@ -23,7 +23,9 @@ from vae_train.errors import ConfigError
 # The schema of each option of the groups whose options differ in their keys, by group and option
 # name, filled by @option_schema. A model's name is also its registration (vae_train.models) and its
 # file conf/model/<name>.yaml; a test checks that the three agree.
-GROUP_SCHEMAS: dict[str, dict[str, type]] = {"model": {}, "optimizer": {}}
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {"model": {}, "optimizer": {}, "corruption": {}}
+# The option of a group a saved config from before the group existed is read as.
+GROUP_DEFAULTS = {"corruption": "none"}
 
 
 def option_schema(group: str, name: str):
@@ -141,6 +143,9 @@ class DataConfig:
     split: DataSplit = DataSplit.standard
     # Images held out by split=validation.
     validation_size: int = 5000
+    # Train (and hold out for validation) only images of these class labels; the test set keeps every
+    # class, its others being the anomalies of the one-class protocol. null: every class.
+    train_classes: list[int] | None = None
 
     def __post_init__(self) -> None:
         _require_positive(self.batch_size, "data.batch_size")
@@ -148,6 +153,11 @@ class DataConfig:
         _require_positive(self.max_test_examples, "data.max_test_examples")
         _require_positive(self.shuffle_buffer, "data.shuffle_buffer")
         _require_positive(self.validation_size, "data.validation_size")
+        if self.train_classes is not None:
+            _require(len(self.train_classes) > 0, "data.train_classes=[] names no class: list the class "
+                     "labels to train on, e.g. data.train_classes=[3], or null for every class.")
+            _require(all(label >= 0 for label in self.train_classes),
+                     f"data.train_classes must hold class labels (0, 1, ...), got {self.train_classes}.")
 
 
 @dataclass
@@ -218,6 +228,57 @@ class ConvVAEConfig(ConvAEConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}.")
+
+
+@dataclass
+class CorruptionConfig:
+    """How the training images are corrupted before the encoder sees them; the reconstruction is
+    scored against the clean image, so the model learns to remove the corruption (a denoiser)."""
+
+    name: str = MISSING
+
+
+@option_schema("corruption", "none")
+@dataclass
+class NoCorruptionConfig(CorruptionConfig):
+    pass
+
+
+@option_schema("corruption", "gaussian")
+@dataclass
+class GaussianCorruptionConfig(CorruptionConfig):
+    """Additive Gaussian noise of standard deviation ``std``, the result clipped to [0, 1]."""
+
+    std: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require(self.std >= 0, f"corruption.std must be >= 0 (a standard deviation), got {self.std}.")
+
+
+def _require_rate(rate: float) -> None:
+    _require(0.0 <= rate <= 1.0, f"corruption.rate must be in [0, 1] (a share of the pixels), got {rate}.")
+
+
+@option_schema("corruption", "salt_pepper")
+@dataclass
+class SaltPepperCorruptionConfig(CorruptionConfig):
+    """A share ``rate`` of the pixels set to 0 or 1, half each."""
+
+    rate: float = 0.2
+
+    def __post_init__(self) -> None:
+        _require_rate(self.rate)
+
+
+@option_schema("corruption", "masking")
+@dataclass
+class MaskingCorruptionConfig(CorruptionConfig):
+    """A share ``rate`` of the pixels set to 0."""
+
+    rate: float = 0.5
+
+    def __post_init__(self) -> None:
+        _require_rate(self.rate)
 
 
 class ManifoldKind(Enum):
@@ -359,6 +420,8 @@ class TrainerConfig:
     # Deterministic TensorFlow ops: identical runs for the same seed, somewhat slower.
     deterministic: bool = False
     progress_bar: bool = True
+    # TensorFlow's C++ start-up lines on the console (else only in the log, at DEBUG level).
+    verbose_tensorflow: bool = False
     # TensorFlow's CPU threads (intra- and inter-op pools) and the one GPU to train on; null:
     # TensorFlow's choice, every core and every GPU. conf/trainer/default.yaml sets both to a resolver
     # (vae_train.config.resolvers) that shares the machine between the parallel jobs of a sweep.
@@ -381,6 +444,7 @@ class Config:
     data: DataConfig = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
+    corruption: Any = MISSING
     trainer: TrainerConfig = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # The size of the code.

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_train.config.resolvers import register_resolvers
-from vae_train.config.schema import GROUP_SCHEMAS, Config
+from vae_train.config.schema import GROUP_DEFAULTS, GROUP_SCHEMAS, Config
 from vae_train.errors import ConfigError
 
 # Keys of older runs' saved configs that a newer key replaced: old key -> (new key, old value -> new value).
@@ -68,10 +68,12 @@ def load_saved_settings(path: Path, overrides: Sequence[str] = ()) -> Config:
         saved = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
         schema = OmegaConf.structured(Config)
         for group, schemas in GROUP_SCHEMAS.items():
-            name = OmegaConf.select(saved, f"{group}.name")
+            name = OmegaConf.select(saved, f"{group}.name", default=GROUP_DEFAULTS.get(group))
             if name not in schemas:
                 raise ConfigError(f"{path} names {group} {name!r}, which is not one of {', '.join(schemas)}.")
             schema[group] = OmegaConf.structured(schemas[name])
+            if group not in saved:
+                saved[group] = {"name": name}
         return to_settings(OmegaConf.merge(schema, saved))
     except (OSError, yaml.YAMLError, OmegaConfBaseException, ValueError) as err:
         reason = " ".join(str(err).split())

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import tensorflow as tf
 
 from vae_train.config import ExtraMetric
 from vae_train.models import Autoencoder
 from vae_train.models.terms import SUMS_SIZE, metrics_from_sums, summed_terms
 from vae_train.runtime.devices import distribute_input
+from vae_train.runtime.functions import run_function
 
 # Reported when the optimizer minimizes something other than ``loss`` (a recipe's own definition).
 RECIPE_LOSS = "recipe_loss"
@@ -34,7 +34,9 @@ class Evaluator:
     """Test-set figures as a deterministic function of the weights.
 
     A VAE's figures depend on the posterior samples drawn; drawing them from a stream reset to
-    the same seed at every evaluation makes epochs comparable and re-evaluation reproducible.
+    the same seed at every evaluation makes epochs comparable and re-evaluation reproducible. One
+    call of a compiled function goes through the whole test set, so an evaluation costs what its
+    forward passes cost, and each run traces it once.
     """
 
     def __init__(self, model: Autoencoder, strategy: tf.distribute.Strategy, jit_compile: bool = False,
@@ -46,9 +48,8 @@ class Evaluator:
         self.extra_names = ([] if model.objective_is_loss else [RECIPE_LOSS]) + [m.value for m in self.metrics]
         with strategy.scope():
             self.noise = tf.random.Generator.from_seed(seed)
-        self._replica_step = tf.function(self._sums, jit_compile=jit_compile)
-        # The last test batch is usually smaller: one more trace, not one per shape seen.
-        self._step = tf.function(self._distributed_sums, reduce_retracing=True)
+        self._replica_sums = run_function(self._sums, jit_compile=True) if jit_compile else self._sums
+        self._sums_over = run_function(self._distributed_sums_over)
 
     def _sums(self, images: tf.Tensor) -> tf.Tensor:
         """The sums of :func:`summed_terms`, then the sums of the extra figures."""
@@ -59,15 +60,16 @@ class Evaluator:
             extras += [EXTRA_METRICS[metric](images, logits) for metric in self.metrics]
         return tf.concat([summed_terms(terms), [tf.reduce_sum(extra) for extra in extras]], axis=0)
 
-    def _distributed_sums(self, images) -> tf.Tensor:
-        per_replica = self.strategy.run(self._replica_step, args=(images,))
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    def _distributed_sums_over(self, dataset) -> tf.Tensor:
+        total = tf.zeros([SUMS_SIZE + len(self.extra_names)], tf.float64)  # float64: sums of 10^4 losses
+        for images in dataset:
+            per_replica = self.strategy.run(self._replica_sums, args=(images,))
+            total += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
+        return total
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         self.noise.reset_from_seed(self.seed)
-        sums = np.zeros(SUMS_SIZE + len(self.extra_names))
-        for images in distribute_input(self.strategy, dataset):
-            sums += self._step(images).numpy()
+        sums = self._sums_over(distribute_input(self.strategy, dataset)).numpy()
         terms, extras = sums[:SUMS_SIZE], sums[SUMS_SIZE:]
         figures = metrics_from_sums(terms, self.model.variational)
         figures.update({name: float(total / terms[-1]) for name, total in zip(self.extra_names, extras, strict=True)})

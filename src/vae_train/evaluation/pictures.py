@@ -130,6 +130,18 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.nan_to_num(image, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
 
 
+# TensorBoard shows an image at its own size in a card some 400 pixels wide: smaller pictures are
+# enlarged to about that size, so a 28x28 digit is more than a few dots.
+TENSORBOARD_PIXELS = 400
+
+
+def enlarged(picture: np.ndarray, target: int = TENSORBOARD_PIXELS) -> np.ndarray:
+    """``picture`` scaled up by the smallest integer factor that brings its longer side to ``target``
+    pixels or more (none for a picture that large already), each pixel a block (nearest neighbour)."""
+    factor = max(1, math.ceil(target / max(picture.shape[:2])))
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
 def write_png(path: Path, image: np.ndarray) -> None:
     tf.io.write_file(str(path), tf.io.encode_png(to_uint8(image)))
 

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 # TensorBoard's projector shows sprites up to 8192 x 8192 pixels.
 MAX_SPRITE_SIDE = 8192
 PROJECTOR_TENSOR = "test_codes"
+MIN_DIMENSIONS = 3
 
 
 class EmbeddingProjector:
@@ -47,4 +48,8 @@ class EmbeddingProjector:
         projector.visualize_embeddings(str(self.folder), config)
 
     def write(self, codes: np.ndarray) -> None:
-        np.savetxt(self.folder / "codes.tsv", codes, delimiter="\t", fmt="%.6g")
+        """The codes, as columns of ``codes.tsv``; codes of fewer than three dimensions get zero columns
+        up to three: the projector draws nothing for two (its PCA asks for three components)."""
+        padded = np.zeros((len(codes), max(MIN_DIMENSIONS, codes.shape[1])), codes.dtype)
+        padded[:, :codes.shape[1]] = codes
+        np.savetxt(self.folder / "codes.tsv", padded, delimiter="\t", fmt="%.6g")

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from vae_train.config import Config, load_saved_settings
 from vae_train.errors import ConfigError, VaeTrainError
 from vae_train.run.layout import SAVED_CONFIG
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from vae_train.runtime.start import start_tensorflow
 
 EXAMPLES = """\
 examples:
@@ -63,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("absl").setLevel(logging.WARNING)
     try:
         settings = run_settings(args.run_dir, args.overrides)
+        start_tensorflow(settings.trainer.verbose_tensorflow)
         from vae_train.run.evaluate import evaluate_run  # heavy: TensorFlow
 
         evaluate_run(settings, args.run_dir, encode_splits=args.encode, output=args.output)

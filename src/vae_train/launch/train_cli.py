@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,14 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_train.config import register, to_settings
 from vae_train.errors import VaeTrainError
+from vae_train.files import shown_path
 from vae_train.launch.fast_help import asks_for_help, list_groups_from_one_repository
 from vae_train.launch.sweeps.outcome import FailedJob, describe_error, sweep_score
+from vae_train.runtime.start import start_tensorflow
 
 log = logging.getLogger("vae_train")
 
-# TensorFlow's C++ start-up lines (CPU features, CUDA probing) drown the run's own log;
-# TF_CPP_MIN_LOG_LEVEL=0 in the environment brings them back.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def config_dir() -> str:
@@ -47,6 +47,34 @@ def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) ->
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
+# The closing line's figures, when a run has them: (results.json key, label).
+CLOSING_FIGURES = (
+    ("test_loss", "test loss"), ("test_elbo", "ELBO"), ("test_nll_iw", "NLL bound"),
+    ("test_recipe_loss", "recipe loss"), ("test_rounded_accuracy", "rounded accuracy"),
+)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
+
+
+def closing_line(results: dict, run_dir: str, seconds: float) -> str:
+    """One line at the end of a run: its final test figures, its wall time, and where to look."""
+    figures = []
+    for key, label in CLOSING_FIGURES:
+        if isinstance(results.get(key), int | float):
+            samples = f" (K={results['iw_samples']})" if key == "test_nll_iw" and "iw_samples" in results else ""
+            figures.append(f"{label}{samples} {results[key]:.4g}")
+    if "stopped_by" in results:
+        head = f"Stopped by {results['stopped_by']} after {_duration(seconds)}; the same command resumes it"
+    else:
+        head = f"Finished in {_duration(seconds)}"
+    return (f"{head}: {', '.join(figures) or 'no test figures'}. Run folder {run_dir} "
+            f"(results in {run_dir}/results.json); tensorboard --logdir {run_dir}")
+
+
 register()
 if asks_for_help(sys.argv[1:]):
     list_groups_from_one_repository()
@@ -55,12 +83,15 @@ if asks_for_help(sys.argv[1:]):
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float | FailedJob:
     """Train the composed config; return its sweep score (what Hydra's sweepers minimize)."""
+    started = time.perf_counter()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         settings = to_settings(cfg)
+        start_tensorflow(settings.trainer.verbose_tensorflow)
         from vae_train.run.train import train  # heavy: TensorFlow
 
-        results = train(settings, Path(HydraConfig.get().runtime.output_dir), OmegaConf.to_yaml(cfg))
+        results = train(settings, run_dir, OmegaConf.to_yaml(cfg))
     except Exception as err:
         if multirun:
             # Returned, not raised: Hydra's basic sweeper would end the sweep, summary unwritten,
@@ -72,6 +103,7 @@ def main(cfg: DictConfig) -> float | FailedJob:
             raise
         log.error("%s", err)
         sys.exit(1)
+    log.info("%s", closing_line(results, shown_path(run_dir), time.perf_counter() - started))
     if "stopped_by" in results:
         # The shell's convention for death by a signal, so schedulers see the job was stopped.
         sys.exit(128 + signal.Signals[results["stopped_by"]].value)

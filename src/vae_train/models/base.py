@@ -167,14 +167,16 @@ class VariationalAutoencoder(Autoencoder):
         mean, log_variance = self.encoder(images, training=training)
         return Posterior(mean=tf.cast(mean, tf.float32), log_variance=tf.cast(log_variance, tf.float32))
 
-    def log_importance_weights(self, images: tf.Tensor, epsilon: tf.Tensor) -> tf.Tensor:
+    def log_importance_weights(self, images: tf.Tensor, epsilon: tf.Tensor,
+                               posterior: Posterior | None = None) -> tf.Tensor:
         """log p(x|z) + log p(z) - log q(z|x) for z = mean + std * epsilon, with ``epsilon`` standard
-        normal noise shaped (samples, batch, latent_dim); the result is (samples, batch).
+        normal noise shaped (samples, batch, latent_dim); the result is (samples, batch). ``posterior``:
+        q(z|x) of ``images``, when the caller has it already.
 
         Their log-mean-exp over samples is the importance-weighted bound on log p(x) (Burda et al.,
         2016); their mean is a Monte Carlo ELBO.
         """
-        posterior = self.posterior(images)
+        posterior = posterior or self.posterior(images)
         z = posterior.mean + tf.exp(0.5 * posterior.log_variance) * epsilon
         logits = self.decode(tf.reshape(z, [-1, self.latent_dim]))
         samples = tf.shape(epsilon)[0]

@@ -14,7 +14,7 @@ from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
 from vae_train.evaluation.figures import Evaluator
 from vae_train.models import Autoencoder, build_model
 from vae_train.run.epoch_pictures import TensorBoardPictures
-from vae_train.run.layout import CHECKPOINTS_DIR, checkpoint_signature, tensorboard_dir
+from vae_train.run.layout import CHECKPOINTS_DIR, checkpoint_signature, scalar_tag, tensorboard_dir
 from vae_train.runtime.devices import set_up_devices
 from vae_train.runtime.precision import ComputePrecision
 from vae_train.runtime.workers import is_chief, output_dir
@@ -67,7 +67,7 @@ def build_trainer(settings: Config, run_dir: Path, dataset: ImageDataset | None 
     scratch folder."""
     parts = build_parts(settings, dataset)
     run_dir = output_dir(Path(run_dir), is_chief(parts.strategy), CHECKPOINTS_DIR)
-    writers = TensorBoardWriters(tensorboard_dir(run_dir))
+    writers = TensorBoardWriters(tensorboard_dir(run_dir), tag_of=scalar_tag)
     pictures = TensorBoardPictures.for_run(parts.model, parts.pipelines.test(), parts.dataset.test.labels,
                                            parts.dataset.class_names, settings.evaluation, writers,
                                            settings.trainer.epochs, settings.seed)

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_train.config import EvaluationConfig
-from vae_train.evaluation.pictures import ENCODE_BATCH, Pictures, to_uint8
+from vae_train.evaluation.pictures import ENCODE_BATCH, Pictures, enlarged, to_uint8
 from vae_train.evaluation.projector import EmbeddingProjector
 from vae_train.models import Autoencoder
 from vae_train.training.loop import EpochRecord
@@ -44,8 +44,9 @@ class TensorBoardPictures:
         if record.epoch % self.config.every_n_epochs and record.epoch != self.last_epoch:
             return
         codes = self.pictures.codes() if len(self.pictures.code_images) else None
-        # Rounded here, not by TensorBoard (which truncates), so the PNGs of vae-eval are the same.
-        pictures = {name: to_uint8(picture) for name, picture in self.pictures.render(codes).items()}
+        # Rounded here, not by TensorBoard (which truncates), so the PNGs of vae-eval are the same, but
+        # enlarged to be read at TensorBoard's card size.
+        pictures = {name: enlarged(to_uint8(picture)) for name, picture in self.pictures.render(codes).items()}
         self.writers.images("test", record.step, pictures)
         if self.projector is not None and codes is not None:
             self.projector.write(codes)

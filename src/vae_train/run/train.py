@@ -20,11 +20,13 @@ from vae_train.runtime.workers import check_same_step
 log = logging.getLogger(__name__)
 
 
-def _model_description(model) -> str:
+def _model_description(model, parameters: dict[str, int]) -> str:
+    """Markdown for TensorBoard's Text tab: the parameter counts, then Keras' summary of each part."""
     lines: list[str] = []
     for part in (model.encoder, model.decoder):
         part.summary(print_fn=lambda line, *_: lines.append(line))
-    return "```\n" + "\n".join(lines) + "\n```"
+    counts = ", ".join(f"{part} {count:,}" for part, count in parameters.items())
+    return f"Parameters: {counts}; {sum(parameters.values()):,} in all.\n\n```\n" + "\n".join(lines) + "\n```"
 
 
 def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
@@ -43,8 +45,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     parameters = model.parameter_counts()
     if not resumed:
         writers.text("config", f"```yaml\n{config_yaml}\n```")
-        writers.text("model", _model_description(model))
-        writers.scalars("train", 0, {f"parameters/{part}": count for part, count in parameters.items()})
+        writers.text("model", _model_description(model, parameters))
     log.info("Model %s: %s parameters; %d training and %d test images; %d steps per epoch.",
              settings.model.name, parameters, pipelines.train_size, pipelines.test_size,
              pipelines.steps_per_epoch)
@@ -77,6 +78,10 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         "steps": trainer.step,
         "train_loss": last.train["loss"] if last else previous.get("train_loss"),
         "images_per_second": last.images_per_second if last else previous.get("images_per_second"),
+        # This session's: the means over its epochs, and the time from the process's start to its first step.
+        "epoch_seconds": history.mean("epoch_seconds"),
+        "between_epochs_seconds": history.mean("between_epochs_seconds"),
+        "startup_seconds": history.startup_seconds,
         **{f"test_{name}": value for name, value in test_metrics.items()},
     })
     if history.stopped_by:

@@ -1,7 +1,9 @@
-"""What Linux reports of the host's CPU (/proc/cpuinfo): its model name and feature flags."""
+"""What Linux reports of the host's CPU (/proc/cpuinfo: its model name and feature flags) and of this
+process (/proc/self/stat: when it started)."""
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -24,3 +26,16 @@ def cpu_model() -> str:
 def cpu_flags() -> set[str]:
     """The CPU's feature flags (avx2, amx_bf16, ...); empty outside Linux."""
     return set((_cpuinfo_field("flags") or "").split())
+
+
+def seconds_since_process_start() -> float | None:
+    """Wall time since this process started (the interpreter's start included); None outside Linux."""
+    try:
+        # Field 22 of /proc/self/stat, after the parenthesized command name, is the start time in
+        # clock ticks since boot; /proc/uptime's first field is the seconds since boot.
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - started)

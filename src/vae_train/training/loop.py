@@ -31,6 +31,8 @@ from vae_train.errors import CheckpointError, ConfigError, TrainingError
 from vae_train.models import Autoencoder
 from vae_train.models.terms import SUMS_SIZE, metrics_from_sums, summed_terms
 from vae_train.runtime.devices import distribute_input
+from vae_train.runtime.functions import run_function
+from vae_train.runtime.host_cpu import seconds_since_process_start
 from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 from vae_train.training.interrupts import StopRequest
 from vae_train.training.summaries import TensorBoardWriters
@@ -51,12 +53,19 @@ class EpochRecord:
     train: dict[str, float]
     test: dict[str, float]
     images_per_second: float
+    epoch_seconds: float  # training steps only
+    between_epochs_seconds: float = 0.0  # test figures, checkpoint and epoch-end hooks; set after the hooks
 
 
 @dataclass
 class History:
     epochs: list[EpochRecord] = field(default_factory=list)
     stopped_by: str | None = None  # the signal's name when a stop was requested
+    startup_seconds: float | None = None  # process start to the end of this session's first training step
+
+    def mean(self, key: str) -> float | None:
+        values = [getattr(record, key) for record in self.epochs]
+        return sum(values) / len(values) if values else None
 
 
 class Trainer:
@@ -99,8 +108,10 @@ class Trainer:
                                           **model_trackables(model), optimizer=optimizer, epoch=self.epoch,
                                           global_step=self.global_step, running_sums=self.running_sums)
         self.evaluator = evaluator
-        self._replica_step = tf.function(self._train_step, jit_compile=config.jit_compile)
-        self._run_steps = tf.function(self._distributed_steps)
+        self._replica_step = run_function(self._train_step, jit_compile=config.jit_compile)
+        self._run_steps = run_function(self._distributed_steps)
+        self._stepped = False  # whether this process has taken a training step
+        self.startup_seconds: float | None = None  # process start to the end of the first step (Linux)
 
     @property
     def learning_rate(self) -> float:
@@ -179,7 +190,10 @@ class Trainer:
         return sums, skipped
 
     def _steps_until_next_stop(self, done: int, total: int) -> int:
-        """Steps to run in one call: never past the epoch's end, a TensorBoard point or a checkpoint."""
+        """Steps to run in one call: never past the epoch's end, a TensorBoard point or a checkpoint;
+        one step for the first call, which also traces, so the start-up time is measured to it."""
+        if not self._stepped:
+            return 1
         limits = [self.config.steps_per_execution, total - done,
                   self.config.log_every_steps - self.step % self.config.log_every_steps]
         if self.config.checkpoint_every_steps:
@@ -221,12 +235,18 @@ class Trainer:
         non-finite loss; the sums of the loss terms and the number of skipped batches. The epoch loop
         calls it between its stops, and ``make bench`` times it."""
         sums, skipped = (value.numpy() for value in self._run_steps(iterator, tf.constant(num_steps)))
+        if not self._stepped:
+            self._stepped = True
+            self.startup_seconds = seconds_since_process_start()
+            if self.startup_seconds is not None:
+                log.info("First training step %.1f s after the process started.", self.startup_seconds)
         self.global_step.assign_add(num_steps)
         self._check_finite(sums)
         return sums, skipped
 
-    def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float] | None:
-        """Train one epoch; None when a stop was requested before its end."""
+    def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float, float] | None:
+        """Train one epoch: its figures, images per second and seconds; None when a stop was requested
+        before its end."""
         total = self.pipelines.steps_per_epoch
         done = self._first_step_of(epoch)
         epoch_sums, log_sums = (self.running_sums.numpy() if done else np.zeros((2, SUMS_SIZE)))
@@ -257,8 +277,9 @@ class Trainer:
                 self._save(epoch_sums, log_sums)
             if progress is not None:
                 progress.update(done, values=[("loss", epoch_sums[0] / epoch_sums[-1])])
-        images_per_second = (epoch_sums[-1] - images_before) / (time.perf_counter() - start)
-        return metrics_from_sums(epoch_sums, self.model.variational), images_per_second
+        seconds = time.perf_counter() - start
+        images_per_second = (epoch_sums[-1] - images_before) / seconds
+        return metrics_from_sums(epoch_sums, self.model.variational), images_per_second, seconds
 
     def fit(self) -> History:
         history = History()
@@ -267,24 +288,28 @@ class Trainer:
                 trained = self._train_epoch(epoch)
                 if trained is None:
                     break
-                train_metrics, images_per_second = trained
+                train_metrics, images_per_second, epoch_seconds = trained
+                between_start = time.perf_counter()
                 test_metrics = self.evaluator.evaluate(self.pipelines.test())
                 self.epoch.assign(epoch + 1)
-                self.writers.scalars("train", self.step, {
-                    "images_per_second": images_per_second,
-                    "epoch": epoch + 1,
-                })
                 self.writers.scalars("test", self.step, test_metrics)
-                self.writers.flush()
                 self._save(np.zeros(SUMS_SIZE), np.zeros(SUMS_SIZE))
-                record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second)
+                record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second,
+                                     epoch_seconds)
                 history.epochs.append(record)
                 for hook in self.epoch_end_hooks:
                     hook(record)
-                log.info("epoch %d/%d  step %d  train %s  test %s  %.0f images/s", epoch + 1, self.config.epochs,
-                         self.step, _format(train_metrics), _format(test_metrics), images_per_second)
+                record.between_epochs_seconds = time.perf_counter() - between_start
+                self.writers.scalars("train", self.step, {
+                    "images_per_second": images_per_second, "epoch_seconds": epoch_seconds,
+                    "between_epochs_seconds": record.between_epochs_seconds})
+                self.writers.flush()
+                log.info("epoch %d/%d  step %d  train %s  test %s  %.0f images/s, %.1f s + %.1f s after the epoch",
+                         epoch + 1, self.config.epochs, self.step, _format(train_metrics), _format(test_metrics),
+                         images_per_second, epoch_seconds, record.between_epochs_seconds)
                 if self.stop.requested:
                     break
+        history.startup_seconds = self.startup_seconds
         if self.stop.requested:
             history.stopped_by = self.stop.signal_name
             log.warning("Stopped by %s at step %d; the checkpoint is saved and the same command resumes.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ import tensorflow as tf
 
 class TensorBoardWriters:
     """One writer per split, opened at its first write: a run refused before training (a
-    mismatched checkpoint, bad data) leaves no empty event files behind."""
+    mismatched checkpoint, bad data) leaves no empty event files behind. ``tag_of`` names each
+    scalar's tag from its figure's name."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, tag_of: Callable[[str], str] = str):
         self.root = Path(root)
+        self.tag_of = tag_of
         self._writers: dict[str, tf.summary.SummaryWriter] = {}
 
     def writer(self, split: str) -> tf.summary.SummaryWriter:
@@ -24,7 +27,7 @@ class TensorBoardWriters:
     def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
         with self.writer(split).as_default(step=step):
             for name, value in values.items():
-                tf.summary.scalar(name, value)
+                tf.summary.scalar(self.tag_of(name), value)
 
     def images(self, split: str, step: int, images: dict[str, np.ndarray]) -> None:
         """One picture per name, each a ``(height, width, channels)`` uint8 array."""

@@ -5,9 +5,10 @@ work at the sweep's start and end and around each job, so it serves every launch
 submitit) and every sweeper (basic, Optuna) alike:
 
 - at the start, the sweep's hyperparameters (the swept keys, from the command line and
-  ``hydra.sweeper.params``) and its metrics are declared once in an event file at the sweep root;
-- at each job's start, the job's values go into ``<job>/tensorboard``, so TensorBoard's table and
-  parallel-coordinates views fill in while the sweep runs;
+  ``hydra.sweeper.params``) and its metrics are declared once, at the sweep root;
+- at each job's start, the declaration and the job's values go into the job's folder, an HParams
+  session, so TensorBoard's table and parallel-coordinates views fill in while the sweep runs; at
+  its end, its status and score;
 - at each job's end and at the sweep's end, ``summary.csv`` and ``summary.md`` are rewritten at
   the sweep root from the job folders: one row per job, sorted by the sweep score, failed jobs
   with their error.
@@ -23,7 +24,6 @@ record writer.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,17 +33,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vae_train.files import read_json_object
+from vae_train.files import shown_path
 from vae_train.launch.sweeps.hparams import (
     job_hyperparameters,
     swept_hyperparameters,
     write_hparams_config,
+    write_job_end,
     write_job_hparams,
-    write_job_score,
 )
-from vae_train.launch.sweeps.outcome import ERROR_FILE, FailedJob, describe_error, record_failure, sweep_score
+from vae_train.launch.sweeps.outcome import ERROR_FILE, FailedJob, describe_error, record_failure
 from vae_train.launch.sweeps.summary import SUMMARY_CSV, SUMMARY_MD, shared_overrides, write_summary
-from vae_train.run.layout import RESULTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class SweepCallback(Callback):
         # A sweep run again into the same folder: this attempt's outcome replaces the last one's.
         (job_dir / ERROR_FILE).unlink(missing_ok=True)
         values = job_hyperparameters(OmegaConf.to_container(config.hydra.overrides.task))
-        write_job_hparams(job_dir, values, trial_id=str(config.hydra.job.num))
+        write_job_hparams(job_dir, values, Path(config.hydra.sweep.dir), trial_id=str(config.hydra.job.num))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not _in_multirun(config):
@@ -85,14 +84,12 @@ class SweepCallback(Callback):
             record_failure(job_dir, describe_error(returned))
         elif isinstance(returned, FailedJob):
             record_failure(job_dir, returned.error)
-        else:
-            results = read_json_object(job_dir / RESULTS_FILE) or {}
-            # No test figures (a run stopped by a signal): the summary says so; no score to plot.
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                write_job_score(job_dir, sweep_score(results), step=int(results.get("steps") or 0))
         # Rewritten after every job, so a long sweep can be followed, and a sweep that stops
         # early (Ctrl-C, a crashed sweeper) still leaves a summary of what it did.
-        write_summary(Path(config.hydra.sweep.dir), _output_subdir(config))
+        rows = write_summary(Path(config.hydra.sweep.dir), _output_subdir(config))
+        row = next((row for row in rows if row.folder.resolve() == job_dir.resolve()), None)
+        if row is not None:
+            write_job_end(job_dir, row.status, row.score, step=int(row.results.get("steps") or 0))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -106,4 +103,6 @@ class SweepCallback(Callback):
         not_finished = len(rows) - len(finished)
         if not_finished:
             log.warning("%d of %d jobs did not finish; their errors are in the summary.", not_finished, len(rows))
-        log.info("Sweep summary: %s and %s", sweep_dir / SUMMARY_MD, sweep_dir / SUMMARY_CSV)
+        shown = shown_path(sweep_dir)
+        log.info("Sweep summary: %s/%s and %s/%s; tensorboard --logdir %s",
+                 shown, SUMMARY_MD, shown, SUMMARY_CSV, shown)

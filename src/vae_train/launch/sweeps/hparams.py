@@ -1,5 +1,12 @@
-"""TensorBoard's HParams dashboard for a sweep: the swept keys and their domains, each job's values
-and its score, written with TensorBoard's pure-Python record writer (no TensorFlow)."""
+"""TensorBoard's HParams dashboard for a sweep: the swept keys and their domains, each job's values,
+its score and its status, written with TensorBoard's pure-Python record writer (no TensorFlow).
+
+Each job folder is an HParams session (TensorBoard names it by the job's folder, ``3``), and its
+``train/`` and ``test/`` folders hold the metrics (``3/train``, ``3/test``). The sweep's declaration
+of its hyperparameters and metrics is written at the start into a file at the sweep root that
+TensorBoard does not read, and copied into each session: an event file at the root would show up
+as an empty run.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,16 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-# Each job's HParams session: the job's TensorBoard folder, whose train/ and test/ hold the metrics.
-SESSION_FOLDER = "tensorboard"
+from vae_train.run.layout import scalar_tag
 
-# The metrics the HParams dashboard shows, as (group, tag, column title, description). group is
-# the folder under a job's session folder that holds the scalar; "" is the session folder itself.
+# The sweep's declaration, read by each job as it starts (the jobs of a launcher run elsewhere).
+EXPERIMENT_FILE = "hparams_experiment.pb"
+SCORE_TAG = "sweep_score"
+
+# The metrics the HParams dashboard shows, as (group, figure, column title, description). group is
+# the folder under a job's folder that holds the scalar; "" is the job's folder itself.
 HPARAMS_METRICS: tuple[tuple[str, str, str, str], ...] = (
-    ("", "sweep_score", "sweep score", "The test loss, or the negative ELBO for VAEs: what sweeps minimize."),
+    ("", SCORE_TAG, "sweep score", "The test loss, or the negative ELBO for VAEs: what sweeps minimize."),
     ("test", "loss", "test loss", "Test loss, nats per image."),
     ("test", "elbo", "test ELBO", "Test evidence lower bound (VAEs), nats per image."),
     ("test", "reconstruction", "test reconstruction", "Test reconstruction loss, nats per image."),
@@ -25,6 +35,9 @@ HPARAMS_METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("train", "loss", "train loss", "Training loss of the last epoch, nats per image."),
     ("train", "images_per_second", "images/s", "Training throughput."),
 )
+# A job's outcome (the summary's status) as the dashboard's session status; a job stopped by a
+# signal, which the same command resumes, stays unknown.
+SESSION_STATUS = {"ok": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
 
 _event_files = count()
 
@@ -112,30 +125,63 @@ def job_hyperparameters(overrides: Sequence[str]) -> dict[str, bool | float | st
     return values
 
 
+def _hparams_summary(tag: str, plugin_data) -> Any:
+    """A ``Summary`` holding one message of the HParams plugin, as TensorBoard's own summaries build it."""
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.hparams import metadata
+
+    summary = summary_pb2.Summary()
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(plugin_data), tensor=metadata.NULL_TENSOR)
+    return summary
+
+
 def write_hparams_config(sweep_dir: Path, hyperparameters: dict[str, Any]) -> Path:
-    """Declare the sweep's hyperparameters and metrics once, at the sweep root."""
+    """Declare the sweep's hyperparameters and metrics, for its jobs to copy into their sessions."""
     from tensorboard.plugins.hparams import summary_v2 as hp
 
     hparams = [hp.HParam(name, domain) for name, domain in hyperparameters.items()]
-    metrics = [hp.Metric(tag, group=group, display_name=title, description=description)
-               for group, tag, title, description in HPARAMS_METRICS]
-    return _write_events(Path(sweep_dir), [hp.hparams_config_pb(hparams=hparams, metrics=metrics)])
+    metrics = [hp.Metric(scalar_tag(figure) if group else figure, group=group, display_name=title,
+                         description=description)
+               for group, figure, title, description in HPARAMS_METRICS]
+    path = Path(sweep_dir) / EXPERIMENT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(hp.hparams_config_pb(hparams=hparams, metrics=metrics).SerializeToString())
+    return path
 
 
-def write_job_hparams(job_dir: Path, values: dict[str, bool | float | str], trial_id: str | None = None) -> Path:
-    """The job's hyperparameter values, in its HParams session folder."""
+def _sweep_declaration(sweep_dir: Path) -> list:
+    """The declaration written at the sweep's start, as a list of one summary; empty if there is none."""
+    from tensorboard.compat.proto import summary_pb2
+
+    try:
+        return [summary_pb2.Summary.FromString((Path(sweep_dir) / EXPERIMENT_FILE).read_bytes())]
+    except OSError:
+        return []
+
+
+def write_job_hparams(job_dir: Path, values: dict[str, bool | float | str], sweep_dir: Path,
+                      trial_id: str | None = None) -> Path:
+    """The job's hyperparameter values, with the sweep's declaration, in its session (its folder)."""
     from tensorboard.plugins.hparams import summary_v2 as hp
 
-    return _write_events(Path(job_dir) / SESSION_FOLDER, [hp.hparams_pb(values, trial_id=trial_id)])
+    return _write_events(Path(job_dir), [*_sweep_declaration(sweep_dir), hp.hparams_pb(values, trial_id=trial_id)])
 
 
-def write_job_score(job_dir: Path, value: float, step: int) -> Path:
-    """The sweep score as a scalar of the session itself, the dashboard's first metric."""
+def write_job_end(job_dir: Path, status: str, score: float | None, step: int) -> Path:
+    """The session's end: its status (a summary status, see SESSION_STATUS) and its sweep score, the
+    dashboard's first metric, as a scalar of the session itself."""
     from tensorboard.compat.proto import summary_pb2
-    from tensorboard.plugins.scalar import metadata
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.plugins.scalar import metadata as scalar_metadata
     from tensorboard.util import tensor_util
 
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(
-        tag="sweep_score", tensor=tensor_util.make_tensor_proto(value, dtype="float32"),
-        metadata=metadata.create_summary_metadata(display_name="sweep score", description=""))])
-    return _write_events(Path(job_dir) / SESSION_FOLDER, [summary], step=step)
+    summaries = []
+    if score is not None:
+        summaries.append(summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+            tag=SCORE_TAG, tensor=tensor_util.make_tensor_proto(score, dtype="float32"),
+            metadata=scalar_metadata.create_summary_metadata(display_name="sweep score", description=""))]))
+    if status in SESSION_STATUS:
+        end = plugin_data_pb2.SessionEndInfo(status=getattr(api_pb2, SESSION_STATUS[status]), end_time_secs=time.time())
+        summaries.append(_hparams_summary(metadata.SESSION_END_INFO_TAG,
+                                          plugin_data_pb2.HParamsPluginData(session_end_info=end)))
+    return _write_events(Path(job_dir), summaries, step=step)

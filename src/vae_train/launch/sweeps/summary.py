@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from vae_train.files import read_json_object, write_atomically
+from vae_train.files import read_json_object, shown_path, write_atomically
 from vae_train.launch.sweeps.outcome import ERROR_FILE, sweep_score
 from vae_train.run.layout import RESULTS_FILE
 
@@ -194,5 +194,5 @@ def write_summary(sweep_dir: Path, output_subdir: str = ".hydra") -> list[JobRow
     header, table = _table(rows, sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_atomically(sweep_dir / SUMMARY_CSV, _csv_text(header, table))
-    write_atomically(sweep_dir / SUMMARY_MD, _markdown_text(rows, header, table, f"Sweep {sweep_dir}"))
+    write_atomically(sweep_dir / SUMMARY_MD, _markdown_text(rows, header, table, f"Sweep {shown_path(sweep_dir)}"))
     return rows
