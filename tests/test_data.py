@@ -409,9 +409,10 @@ def _indices(images: np.ndarray, source: np.ndarray) -> list[int]:
 def test_batches_are_float32_images_in_the_unit_interval(tiny_dataset, binarize):
     pipelines = _pipelines(tiny_dataset, binarize)
 
-    for ds in (pipelines.train(0), pipelines.test()):
+    # Training batches of data.batch_size; the 64 test images in one batch of at most TEST_BATCH.
+    for ds, batch_shape in ((pipelines.train(0), (16, 28, 28, 1)), (pipelines.test(), (64, 28, 28, 1))):
         for batch in _batches(ds):
-            assert batch.shape == (16, 28, 28, 1)
+            assert batch.shape == batch_shape
             assert batch.dtype == np.float32
             assert batch.min() >= 0.0 and batch.max() <= 1.0
 
@@ -426,12 +427,14 @@ def test_train_drops_the_remainder_so_every_batch_is_full(tiny_dataset):
     assert [len(batch) for batch in batches] == [48, 48]
 
 
-def test_test_pipeline_covers_every_test_image_once_in_order(tiny_dataset):
-    pipelines = _pipelines(tiny_dataset, batch_size=48)  # 64 = 48 + 16
+def test_test_pipeline_covers_every_test_image_once_in_order(tiny_dataset, monkeypatch):
+    monkeypatch.setattr("vae_train.data.pipeline.TEST_BATCH", 40)
+    pipelines = _pipelines(tiny_dataset, batch_size=16)  # 64 = 40 + 24: batches of TEST_BATCH
 
     batches = _batches(pipelines.test())
 
-    assert [len(batch) for batch in batches] == [48, 16]
+    assert [len(batch) for batch in batches] == [40, 24]
+    assert [len(batch) for batch in _batches(_pipelines(tiny_dataset, batch_size=48).test())] == [48, 16]
     images = np.concatenate(batches)[..., 0]
     np.testing.assert_allclose(images, tiny_dataset.test.images / 255.0, atol=1e-6)
 

@@ -147,7 +147,8 @@ def test_vae_eval_command_writes_metrics_pictures_and_codes(finished_run, tmp_pa
     assert metrics["iw_samples"] == 20 and metrics["test_images"] == 64
 
     pictures = {path.stem: tf.io.decode_png(tf.io.read_file(str(path))).numpy() for path in output.glob("*.png")}
-    assert set(pictures) == {"reconstructions", "samples", "manifold", "latent_scatter"}
+    assert set(pictures) == {"reconstructions", "samples", "manifold", "interpolations", "traversals",
+                             "latent_scatter"}
     assert pictures["reconstructions"].shape == (58, 6 * 28 + 5 * 2, 1)
     assert pictures["samples"].shape == (3 * 28 + 2 * 2,) * 2 + (1,)
     assert pictures["manifold"].shape == (5 * 28, 5 * 28, 1)

@@ -68,7 +68,8 @@ def logged_pictures(finished_run):
 def picture_run(finished_run, logged_pictures):
     """The finished run and its pictures at their own size."""
     run_dir, _ = finished_run
-    heights = {"reconstructions": 2 * 28 + 2, "samples": 3 * 28 + 2 * 2, "manifold": MANIFOLD * 28}
+    heights = {"reconstructions": 2 * 28 + 2, "samples": 3 * 28 + 2 * 2, "manifold": MANIFOLD * 28,
+               "interpolations": 4 * 28 + 3 * 2, "traversals": 2 * 28 + 2}
     return run_dir, {tag: [(step, native(grid, heights[tag]) if tag in heights else grid) for step, grid in events]
                      for tag, events in logged_pictures.items()}
 
@@ -146,9 +147,9 @@ def test_scatter_colours_the_classes_and_names_them_in_a_legend():
 
 
 @pytest.mark.parametrize(("model", "latent_dim", "expected"), [
-    ("cvae", 2, {"reconstructions", "samples", "manifold", "latent_scatter"}),
-    ("cvae", 5, {"reconstructions", "samples", "latent_scatter"}),
-    ("dense_ae", 3, {"reconstructions", "latent_scatter"}),
+    ("cvae", 2, {"reconstructions", "samples", "manifold", "interpolations", "traversals", "latent_scatter"}),
+    ("cvae", 5, {"reconstructions", "samples", "interpolations", "traversals", "latent_scatter"}),
+    ("dense_ae", 3, {"reconstructions", "interpolations", "traversals", "latent_scatter"}),
 ])
 def test_which_pictures_a_model_gets(model, latent_dim, expected):
     settings = to_settings(compose([f"model={model}", f"latent_dim={latent_dim}", "evaluation.manifold.size=4"]))
@@ -162,7 +163,8 @@ def test_which_pictures_a_model_gets(model, latent_dim, expected):
 
 
 def test_pictures_can_be_switched_off():
-    config = EvaluationConfig(reconstructions=0, samples=0, code_examples=0, manifold=ManifoldConfig(size=0))
+    config = EvaluationConfig(reconstructions=0, samples=0, code_examples=0, manifold=ManifoldConfig(size=0),
+                              interpolations=0, traversal_dims=0)
     settings = to_settings(compose())
     images, labels = synthetic_digits(4, seed=2)
     model = build_model(settings.model, 2, IMAGE_SHAPE, seed=0)
@@ -174,7 +176,8 @@ def test_pictures_can_be_switched_off():
 
 def test_pictures_are_logged_every_n_epochs_and_after_the_last(picture_run):
     _, pictures = picture_run
-    assert set(pictures) == {"reconstructions", "samples", "manifold", "latent_scatter"}
+    assert set(pictures) == {"reconstructions", "samples", "manifold", "interpolations", "traversals",
+                             "latent_scatter"}
     for tag, events in pictures.items():
         assert [step for step, _ in events] == [EVERY * STEPS_PER_EPOCH, EPOCHS * STEPS_PER_EPOCH], tag
 
@@ -209,8 +212,9 @@ def test_samples_and_manifold_are_grids_of_decodings(picture_run, final_pictures
 
 def test_pictures_are_enlarged_to_be_read_at_the_size_tensorboard_shows_them(logged_pictures):
     # Integer factors of the grids' own sizes: (58, 178) x3, (88, 88) x5, (140, 140) x3; the figure as drawn.
+    # Four pairs by ten steps, and two dimensions by eleven steps: (118, 298) x2, (58, 328) x2.
     expected = {"reconstructions": (174, 534, 1), "samples": (440, 440, 1), "manifold": (420, 420, 1),
-                "latent_scatter": (550, 750, 3)}
+                "interpolations": (236, 596, 1), "traversals": (116, 656, 1), "latent_scatter": (550, 750, 3)}
     assert {tag: events[-1][1].shape for tag, events in logged_pictures.items()} == expected
 
 

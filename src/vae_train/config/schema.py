@@ -295,6 +295,13 @@ class Projection(Enum):
     first_two = "first_two"  # the first two coordinates
 
 
+class Interpolation(Enum):
+    """How the interpolation pictures walk between two codes."""
+
+    linear = "linear"
+    slerp = "slerp"  # spherical: along the great circle, as suits codes drawn from a Gaussian prior
+
+
 class ExtraMetric(Enum):
     """Test-set figures some recipes define besides the losses, reported under their own names."""
 
@@ -339,10 +346,31 @@ class EvaluationConfig:
     iw_samples: int = 50
     # Extra test figures.
     metrics: list[ExtraMetric] = field(default_factory=list)
+    # At the end of a run: the codes' worth (probe, k-NN, k-means) beside PCA's at the same size.
+    representation: bool = True
+    # Training images encoded for the probe, k-NN and PCA; null: all.
+    representation_examples: int | None = None
+    # Neighbours of the k-NN classifier.
+    knn_k: int = 5
+    # Pairs of test images of different classes interpolated between; 0: none.
+    interpolations: int = 4
+    # Decodings per interpolation, the two images' own reconstructions included.
+    interpolation_steps: int = 10
+    # linear or slerp; null: slerp for VAEs (a Gaussian prior), linear for autoencoders.
+    interpolation: Interpolation | None = None
+    # Latent dimensions traversed, those the codes vary most along first; null: min(latent_dim, 10); 0: none.
+    traversal_dims: int | None = None
+    # Decodings per traversal, over +-3 prior standard deviations around the code.
+    traversal_steps: int = 11
 
     def __post_init__(self) -> None:
         _require_positive(self.every_n_epochs, "evaluation.every_n_epochs")
-        for key in ("reconstructions", "samples", "code_examples", "iw_samples"):
+        _require(self.knn_k > 0, f"evaluation.knn_k must be a positive number of neighbours, got {self.knn_k}.")
+        _require(self.interpolation_steps >= 2,
+                 f"evaluation.interpolation_steps must be >= 2 (both ends), got {self.interpolation_steps}.")
+        _require(self.traversal_steps >= 2, f"evaluation.traversal_steps must be >= 2, got {self.traversal_steps}.")
+        _require_positive(self.representation_examples, "evaluation.representation_examples")
+        for key in ("reconstructions", "samples", "code_examples", "iw_samples", "interpolations", "traversal_dims"):
             value = getattr(self, key)
             _require(value is None or value >= 0, f"evaluation.{key} must be >= 0, got {value}.")
 
@@ -455,3 +483,7 @@ class Config:
     def __post_init__(self) -> None:
         _require(0 < self.latent_dim <= MAX_LATENT_DIM,
                  f"latent_dim must be an integer in 1..{MAX_LATENT_DIM}, got {self.latent_dim}.")
+        dims = self.evaluation.traversal_dims
+        _require(dims is None or dims <= self.latent_dim,
+                 f"evaluation.traversal_dims={dims} exceeds latent_dim={self.latent_dim}: give 0..{self.latent_dim}, "
+                 "or null for min(latent_dim, 10).")

@@ -69,6 +69,19 @@ SPLITS: dict[DataSplit, Callable[[Split, Split, DataConfig], tuple[Split, Split]
 }
 
 
+def _of_classes(split: Split, classes: list[int], class_count: int) -> Split:
+    """The images of ``split`` whose labels are in ``classes`` (data.train_classes)."""
+    unknown = sorted(set(classes) - set(range(class_count)))
+    if unknown:
+        raise ConfigError(f"data.train_classes={classes} names no class of this dataset: {unknown}; its class "
+                          f"labels are 0 to {class_count - 1}.")
+    chosen = np.isin(split.labels, classes)
+    if not chosen.any():
+        raise ConfigError(f"data.train_classes={classes} leaves no training image: the dataset's training "
+                          f"images have the labels {sorted(set(split.labels.tolist()))}.")
+    return Split(split.images[chosen], split.labels[chosen])
+
+
 def _limit(split: Split, limit: int | None, what: str, key: str) -> Split:
     if limit is None:
         return split
@@ -103,6 +116,10 @@ def load_dataset(config: DataConfig) -> ImageDataset:
             f"{_size(test)} ones: the two files are from different datasets."
         )
     train, test = SPLITS[config.split](train, test, config)
+    if config.train_classes is not None:
+        train = _of_classes(train, config.train_classes, len(get_spec(config.name).class_names))
+        if config.split is DataSplit.validation:  # the held-out images are normal ones too
+            test = _of_classes(test, config.train_classes, len(get_spec(config.name).class_names))
     train = _limit(train, config.max_train_examples, "training", "data.max_train_examples")
     test = _limit(test, config.max_test_examples, "test", "data.max_test_examples")
     if len(train.images) < config.batch_size:

@@ -6,6 +6,17 @@ import numpy as np
 import tensorflow as tf
 
 from vae_train.models import Autoencoder
+from vae_train.runtime.functions import run_function
+
+
+@run_function(reduce_retracing=True)
+def _posterior_means(model: Autoencoder, images: tf.Tensor) -> tf.Tensor:
+    return model.posterior(images).mean
+
+
+@run_function(reduce_retracing=True)
+def _reconstruction_errors(model: Autoencoder, images: tf.Tensor) -> tf.Tensor:
+    return model.reconstruction_loss(images, model(images))
 
 
 def reconstruction_errors(model: Autoencoder, dataset: tf.data.Dataset) -> np.ndarray:
@@ -13,9 +24,23 @@ def reconstruction_errors(model: Autoencoder, dataset: tf.data.Dataset) -> np.nd
 
     Images unlike the training data reconstruct badly, so this serves as an anomaly score.
     """
-    return np.concatenate([model.reconstruction_loss(images, model(images)).numpy() for images in dataset])
+    return np.concatenate([_reconstruction_errors(model, images).numpy() for images in dataset])
 
 
 def encode(model: Autoencoder, dataset: tf.data.Dataset) -> np.ndarray:
     """The codes of ``dataset`` (a VAE's posterior means), shaped (images, latent_dim)."""
-    return np.concatenate([model.posterior(images).mean.numpy() for images in dataset])
+    return np.concatenate([_posterior_means(model, images).numpy() for images in dataset])
+
+
+def encode_with_images(model: Autoencoder, dataset: tf.data.Dataset, limit: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The codes of the first ``limit`` images of ``dataset`` (all for None), and those images."""
+    codes, images = [], []
+    taken = 0
+    for batch in dataset:
+        if limit is not None and taken >= limit:
+            break
+        codes.append(_posterior_means(model, batch).numpy())
+        images.append(batch.numpy())
+        taken += len(images[-1])
+    return np.concatenate(codes)[:limit], np.concatenate(images)[:limit]

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import tensorflow as tf
 
 from vae_train.config import ExtraMetric
+from vae_train.data.corruption import Corrupt
 from vae_train.models import Autoencoder
 from vae_train.models.terms import SUMS_SIZE, metrics_from_sums, summed_terms
 from vae_train.runtime.devices import distribute_input
@@ -15,6 +16,18 @@ from vae_train.runtime.functions import run_function
 
 # Reported when the optimizer minimizes something other than ``loss`` (a recipe's own definition).
 RECIPE_LOSS = "recipe_loss"
+# Reported by a denoiser: its loss on corrupted inputs against the clean images, and the PSNR of the
+# denoised and of the corrupted images against the clean ones.
+DENOISING = ("denoising_loss", "denoising_psnr", "corrupted_psnr")
+# The evaluator's corruption stream, apart from its posterior noise (seeded by the run's seed).
+CORRUPTION_SEED_OFFSET = 104_729
+
+
+def psnr(clean: tf.Tensor, other: tf.Tensor) -> tf.Tensor:
+    """Per image, the peak signal-to-noise ratio of ``other`` against ``clean`` (pixels in [0, 1]), in
+    dB; an exact copy scores 100 (a mean squared error of 1e-10), not infinity."""
+    mse = tf.reduce_mean(tf.square(other - clean), axis=[1, 2, 3])
+    return 10.0 * tf.math.log(1.0 / tf.maximum(mse, 1e-10)) / tf.math.log(10.0)
 
 
 def rounded_accuracy(images: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -40,14 +53,17 @@ class Evaluator:
     """
 
     def __init__(self, model: Autoencoder, strategy: tf.distribute.Strategy, jit_compile: bool = False,
-                 seed: int = 0, metrics: Sequence[ExtraMetric] = ()):
+                 seed: int = 0, metrics: Sequence[ExtraMetric] = (), corrupt: Corrupt | None = None):
         self.model = model
         self.strategy = strategy
         self.seed = seed
         self.metrics = list(metrics)
-        self.extra_names = ([] if model.objective_is_loss else [RECIPE_LOSS]) + [m.value for m in self.metrics]
+        self.corrupt = corrupt
+        self.extra_names = (([] if model.objective_is_loss else [RECIPE_LOSS]) + [m.value for m in self.metrics]
+                            + (list(DENOISING) if corrupt is not None else []))
         with strategy.scope():
             self.noise = tf.random.Generator.from_seed(seed)
+            self.corruption_noise = tf.random.Generator.from_seed(seed + CORRUPTION_SEED_OFFSET)
         self._replica_sums = run_function(self._sums, jit_compile=True) if jit_compile else self._sums
         self._sums_over = run_function(self._distributed_sums_over)
 
@@ -58,6 +74,11 @@ class Evaluator:
         if self.metrics:
             logits = self.model(images)
             extras += [EXTRA_METRICS[metric](images, logits) for metric in self.metrics]
+        if self.corrupt is not None:
+            corrupted = self.corrupt(images, self.corruption_noise)
+            denoised = tf.sigmoid(self.model(corrupted))  # from the posterior mean
+            extras += [self.model.loss_terms(images, training=False, noise=self.noise, inputs=corrupted)["loss"],
+                       psnr(images, denoised), psnr(images, corrupted)]
         return tf.concat([summed_terms(terms), [tf.reduce_sum(extra) for extra in extras]], axis=0)
 
     def _distributed_sums_over(self, dataset) -> tf.Tensor:
@@ -69,6 +90,7 @@ class Evaluator:
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         self.noise.reset_from_seed(self.seed)
+        self.corruption_noise.reset_from_seed(self.seed + CORRUPTION_SEED_OFFSET)
         sums = self._sums_over(distribute_input(self.strategy, dataset)).numpy()
         terms, extras = sums[:SUMS_SIZE], sums[SUMS_SIZE:]
         figures = metrics_from_sums(terms, self.model.variational)

@@ -17,16 +17,28 @@ from statistics import NormalDist
 import numpy as np
 import tensorflow as tf
 
-from vae_train.config import EvaluationConfig, ManifoldConfig, ManifoldKind, Projection
+from vae_train.config import EvaluationConfig, Interpolation, ManifoldConfig, ManifoldKind, Projection
+from vae_train.data.corruption import Corrupt
 from vae_train.evaluation.codes import encode
+from vae_train.evaluation.latent_walks import (
+    dimensions_by_variance,
+    interpolation_codes,
+    pairs_of_different_classes,
+    traversal_codes,
+)
 from vae_train.models import Autoencoder
 
 log = logging.getLogger(__name__)
 
 GRID_PADDING = 2  # pixels between the images of a grid
 GRID_FILL = 0.5  # grey, distinct from both the black background and the white strokes of digits
+# The pictures' corruption draw, apart from the evaluator's (both seeded by the run's seed).
+CORRUPTION_SEED_OFFSET = 15_485_863
 # Images encoded per call for the pictures and the codes: large batches, few calls.
 ENCODE_BATCH = 512
+# The first test images the latent walks choose their pairs and their traversed image from.
+WALK_POOL = 512
+MAX_TRAVERSAL_DIMS = 10  # rows of the traversal picture when evaluation.traversal_dims is null
 
 
 def tile(images: np.ndarray, columns: int, padding: int = GRID_PADDING, fill: float = GRID_FILL) -> np.ndarray:
@@ -150,14 +162,27 @@ class Pictures:
     """Renders the pictures of ``config`` for one model from fixed test images and fixed codes."""
 
     def __init__(self, model: Autoencoder, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
-                 config: EvaluationConfig, seed: int):
+                 config: EvaluationConfig, seed: int, corrupt: Corrupt | None = None):
         self.model = model
         self.config = config
         self.class_names = class_names
         self.images = images
         self.originals = images[:config.reconstructions]
+        # A denoiser's: the same originals, corrupted once by a seeded draw.
+        self.corrupted = None
+        if corrupt is not None and len(self.originals):
+            self.corrupted = corrupt(tf.constant(self.originals, tf.float32),
+                                     tf.random.Generator.from_seed(seed + CORRUPTION_SEED_OFFSET)).numpy()
         self.code_images = images[:config.code_examples]
         self.code_labels = labels[:len(self.code_images)]
+        # The latent walks: pairs of images of different classes among the first ones, the first image
+        # traversed along the dimensions its neighbours' codes vary most along.
+        self.walk_images = images[:WALK_POOL]
+        self.pairs = pairs_of_different_classes(labels[:len(self.walk_images)], config.interpolations)
+        self.interpolation = config.interpolation or (Interpolation.slerp if model.variational
+                                                      else Interpolation.linear)
+        self.traversal_dims = (min(model.latent_dim, MAX_TRAVERSAL_DIMS) if config.traversal_dims is None
+                               else config.traversal_dims)
         draws = config.samples if model.variational else 0
         self.prior_draws = np.random.default_rng(seed).standard_normal((draws, model.latent_dim)).astype(np.float32)
         two_dimensional = model.latent_dim == 2 and config.manifold.size > 0
@@ -165,19 +190,44 @@ class Pictures:
 
     @classmethod
     def from_dataset(cls, model: Autoencoder, dataset: tf.data.Dataset, labels: np.ndarray,
-                     class_names: tuple[str, ...], config: EvaluationConfig, seed: int) -> Pictures:
+                     class_names: tuple[str, ...], config: EvaluationConfig, seed: int,
+                     corrupt: Corrupt | None = None) -> Pictures:
         """Pictures of the first images of ``dataset`` (batched, in the order of ``labels``)."""
         needed = None if config.code_examples is None else max(config.reconstructions, config.code_examples,
                                                                 ENCODE_BATCH)
-        return cls(model, first_images(dataset, needed), labels, class_names, config, seed)
+        return cls(model, first_images(dataset, needed), labels, class_names, config, seed, corrupt)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Pixel probabilities of the decodings of ``codes``."""
         return tf.sigmoid(self.model.decode(tf.constant(codes))).numpy()
 
-    def codes(self) -> np.ndarray:
-        """Codes (a VAE's posterior means) of the fixed test images of the scatter and the projector."""
-        return encode(self.model, tf.data.Dataset.from_tensor_slices(self.code_images).batch(ENCODE_BATCH))
+    def codes(self, images: np.ndarray | None = None) -> np.ndarray:
+        """Codes (a VAE's posterior means) of ``images``, by default the fixed test images of the scatter
+        and the projector."""
+        images = self.code_images if images is None else images
+        return encode(self.model, tf.data.Dataset.from_tensor_slices(images).batch(ENCODE_BATCH))
+
+    def _walk_codes(self, codes: np.ndarray | None) -> np.ndarray:
+        """Codes of the walks' images: the first of ``codes`` (those of the code images) when they cover them."""
+        if codes is not None and len(codes) >= len(self.walk_images):
+            return codes[:len(self.walk_images)]
+        return self.codes(self.walk_images)
+
+    def interpolations(self, walk_codes: np.ndarray) -> np.ndarray:
+        """The decodings of each pair's interpolation, pair by pair: (pairs * steps, height, width, 1)."""
+        return self.decode(interpolation_codes(walk_codes, self.pairs, self.config.interpolation_steps,
+                                               self.interpolation))
+
+    def interpolation_chain(self) -> np.ndarray:
+        """The decodings of the first pair's interpolation (for an animation); none without a pair."""
+        return self.interpolations(self._walk_codes(None))[:self.config.interpolation_steps]
+
+    def traversals(self, walk_codes: np.ndarray) -> np.ndarray:
+        """The decodings of the first image's code swept along each traversed dimension, row by row."""
+        dimensions = dimensions_by_variance(walk_codes, self.traversal_dims)
+        # A VAE's prior has unit deviations; an autoencoder has none, so its codes' own spread stands in.
+        scales = np.ones(walk_codes.shape[1]) if self.model.variational else np.std(walk_codes, axis=0)
+        return self.decode(traversal_codes(walk_codes[0], dimensions, scales, self.config.traversal_steps))
 
     def render(self, codes: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Each picture as a ``(height, width, channels)`` array: floats in [0, 1], or RGB uint8.
@@ -189,11 +239,21 @@ class Pictures:
             reconstructions = tf.sigmoid(self.model(tf.constant(self.originals))).numpy()
             pictures["reconstructions"] = tile(np.concatenate([self.originals, reconstructions]),
                                                columns=len(self.originals))
+        if self.corrupted is not None:
+            denoised = tf.sigmoid(self.model(tf.constant(self.corrupted))).numpy()
+            pictures["denoising"] = tile(np.concatenate([self.originals, self.corrupted, denoised]),
+                                         columns=len(self.originals))
         if len(self.prior_draws):
             columns = math.ceil(math.sqrt(len(self.prior_draws)))
             pictures["samples"] = tile(self.decode(self.prior_draws), columns=columns)
         if self.manifold is not None:
             pictures["manifold"] = tile(self.decode(self.manifold), columns=self.config.manifold.size, padding=0)
+        walks = self.pairs or (self.traversal_dims and len(self.walk_images))
+        walk_codes = self._walk_codes(codes if len(self.code_images) else None) if walks else None
+        if self.pairs:
+            pictures["interpolations"] = tile(self.interpolations(walk_codes), columns=self.config.interpolation_steps)
+        if self.traversal_dims and len(self.walk_images):
+            pictures["traversals"] = tile(self.traversals(walk_codes), columns=self.config.traversal_steps)
         if len(self.code_images):
             codes = self.codes() if codes is None else codes
             points, axis_names = scatter_coordinates(codes, self.code_labels, self.config.projection)

@@ -21,11 +21,15 @@ examples:
   vae-eval outputs/runs/2026-11-22/10-31-07 evaluation.iw_samples=500
   vae-eval outputs/runs/2026-11-22/10-31-07 --encode train --encode test
   vae-eval outputs/multirun/2026-11-22/11-00-00/3 data.root=/data/mnist --output /tmp/eval
+  vae-eval outputs/runs/2026-11-22/10-31-07 --anomalies mnist --gif
 
 Writes into <run>/eval/ (or --output): metrics.json (test figures of the latest checkpoint, in
-nats per image; VAEs also test_nll_iw), test_reconstruction_errors.npy (per test image: an
-anomaly score), reconstructions.png, samples.png (VAEs), manifold.png (2-D codes),
-latent_scatter.png, and with --encode SPLIT codes_SPLIT.npy and labels_SPLIT.npy.
+nats per image; VAEs also test_nll_iw; the codes' figures beside PCA's; anomaly figures for a
+one-class run or with --anomalies), test_reconstruction_errors.npy (per test image: an anomaly
+score), anomaly_scores_*.npy with anomaly_labels.npy and anomaly_is_anomaly.npy, the pictures as
+PNG files (reconstructions, samples, manifold, interpolations, traversals, latent_scatter,
+denoising, anomaly_scores), with --gif interpolation.gif, and with --encode SPLIT codes_SPLIT.npy
+and labels_SPLIT.npy.
 """
 
 
@@ -39,6 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--encode", action="append", choices=("train", "test"), default=[], metavar="SPLIT",
                         help="also write the codes of this split (train or test; repeatable) as codes_SPLIT.npy")
     parser.add_argument("--output", type=Path, default=None, help="folder for the results (default: <run_dir>/eval)")
+    parser.add_argument("--anomalies", metavar="DATA", default=None,
+                        help="score a second dataset's test images as anomalies against the run's own test images: "
+                             "a dataset name (mnist, fashion) or a folder of its four IDX files")
+    parser.add_argument("--gif", action="store_true", help="also write interpolation.gif, an animation of the first "
+                        "interpolation between two test images")
     return parser.parse_args(argv)
 
 
@@ -64,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         start_tensorflow(settings.trainer.verbose_tensorflow)
         from vae_train.run.evaluate import evaluate_run  # heavy: TensorFlow
 
-        evaluate_run(settings, args.run_dir, encode_splits=args.encode, output=args.output)
+        evaluate_run(settings, args.run_dir, encode_splits=args.encode, output=args.output, anomalies=args.anomalies,
+                     gif=args.gif)
     except VaeTrainError as err:
         print(f"vae-eval: {err}", file=sys.stderr)
         sys.exit(1)

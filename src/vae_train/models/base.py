@@ -127,14 +127,16 @@ class Autoencoder(keras.Model):
         """Reconstruction logits from the posterior mean."""
         return self.decode(self.posterior(images, training).mean, training)
 
-    def loss_terms(self, images: tf.Tensor, training: bool = False,
-                   noise: tf.random.Generator | None = None) -> dict[str, tf.Tensor]:
+    def loss_terms(self, images: tf.Tensor, training: bool = False, noise: tf.random.Generator | None = None,
+                   inputs: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """Per-example ``loss``, ``reconstruction`` and ``kl`` in nats per image, and the
         ``objective`` the optimizer minimizes (``loss`` unless a reduction is a mean).
 
         ``noise`` draws the posterior sample; by default the model's own (checkpointed) stream.
+        ``inputs``: what the encoder sees, when not ``images`` themselves (a corrupted copy, for a
+        denoiser); the reconstruction is always scored against ``images``.
         """
-        posterior = self.posterior(images, training)
+        posterior = self.posterior(images if inputs is None else inputs, training)
         logits = self.decode(posterior.sample(noise or self.noise), training)
         reconstruction = self.reconstruction_loss(images, logits)
         kl = posterior.kl_to_standard_normal()

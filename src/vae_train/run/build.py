@@ -10,8 +10,10 @@ import keras
 import tensorflow as tf
 
 from vae_train.config import Config
+from vae_train.data.corruption import corruption_of
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
 from vae_train.evaluation.figures import Evaluator
+from vae_train.evaluation.pictures import Pictures
 from vae_train.models import Autoencoder, build_model
 from vae_train.run.epoch_pictures import TensorBoardPictures
 from vae_train.run.layout import CHECKPOINTS_DIR, checkpoint_signature, scalar_tag, tensorboard_dir
@@ -68,12 +70,13 @@ def build_trainer(settings: Config, run_dir: Path, dataset: ImageDataset | None 
     parts = build_parts(settings, dataset)
     run_dir = output_dir(Path(run_dir), is_chief(parts.strategy), CHECKPOINTS_DIR)
     writers = TensorBoardWriters(tensorboard_dir(run_dir), tag_of=scalar_tag)
-    pictures = TensorBoardPictures.for_run(parts.model, parts.pipelines.test(), parts.dataset.test.labels,
-                                           parts.dataset.class_names, settings.evaluation, writers,
-                                           settings.trainer.epochs, settings.seed)
+    corrupt = corruption_of(settings.corruption)
+    pictures = Pictures.from_dataset(parts.model, parts.pipelines.test(), parts.dataset.test.labels,
+                                     parts.dataset.class_names, settings.evaluation, settings.seed, corrupt)
+    pictures_hook = TensorBoardPictures.for_run(pictures, writers, settings.trainer.epochs, settings.seed)
     evaluator = Evaluator(parts.model, parts.strategy, settings.trainer.jit_compile, settings.seed,
-                          settings.evaluation.metrics)
+                          settings.evaluation.metrics, corrupt)
     trainer = Trainer(parts.model, parts.optimizer, parts.strategy, parts.pipelines, settings.trainer, writers,
                       checkpoint_dir=run_dir / CHECKPOINTS_DIR, checkpoint_signature=checkpoint_signature(settings),
-                      evaluator=evaluator, epoch_end_hooks=[pictures])
+                      evaluator=evaluator, epoch_end_hooks=[pictures_hook], corrupt=corrupt)
     return AssembledRun(parts, trainer, run_dir, writers)

@@ -3,13 +3,10 @@ projector's codes and the optional histograms, into the run's TensorBoard files.
 
 from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
-from vae_train.config import EvaluationConfig
 from vae_train.evaluation.pictures import ENCODE_BATCH, Pictures, enlarged, to_uint8
 from vae_train.evaluation.projector import EmbeddingProjector
-from vae_train.models import Autoencoder
 from vae_train.training.loop import EpochRecord
 from vae_train.training.summaries import TensorBoardWriters
 
@@ -29,15 +26,13 @@ class TensorBoardPictures:
         self.seed = seed
 
     @classmethod
-    def for_run(cls, model: Autoencoder, test: tf.data.Dataset, labels: np.ndarray, class_names: tuple[str, ...],
-                config: EvaluationConfig, writers: TensorBoardWriters, last_epoch: int, seed: int
+    def for_run(cls, pictures: Pictures, writers: TensorBoardWriters, last_epoch: int, seed: int
                 ) -> TensorBoardPictures:
         """The hook for a training run, its projector in the test run of ``writers``."""
-        pictures = Pictures.from_dataset(model, test, labels, class_names, config, seed)
         projector = None
-        if config.projector and len(pictures.code_images):
+        if pictures.config.projector and len(pictures.code_images):
             projector = EmbeddingProjector(writers.root / "test", pictures.code_images, pictures.code_labels,
-                                           class_names)
+                                           pictures.class_names)
         return cls(pictures, writers, last_epoch, projector, seed)
 
     def __call__(self, record: EpochRecord) -> None:

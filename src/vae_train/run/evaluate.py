@@ -3,6 +3,7 @@ config, restore its latest checkpoint, and write the test figures, pictures and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -11,15 +12,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_train.config import Config
-from vae_train.data.pipeline import ImagePipelines, load_dataset
-from vae_train.errors import CheckpointError
+from vae_train.config import Config, DataConfig
+from vae_train.data.corruption import corruption_of
+from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
+from vae_train.data.sources import DATASETS
+from vae_train.errors import CheckpointError, ConfigError
 from vae_train.evaluation.codes import encode, reconstruction_errors
 from vae_train.evaluation.figures import Evaluator
-from vae_train.evaluation.likelihood import likelihood_figures
-from vae_train.evaluation.pictures import ENCODE_BATCH, Pictures, write_png
+from vae_train.evaluation.pictures import ENCODE_BATCH, Pictures, enlarged, to_uint8, write_png
 from vae_train.files import write_atomically
 from vae_train.models import Autoencoder, build_model
+from vae_train.run.analyses import Analysis, analyse, anomaly_scores, detect
 from vae_train.run.layout import CHECKPOINTS_DIR, EVAL_DIR, METRICS_FILE, checkpoint_signature
 from vae_train.runtime.devices import set_up_devices
 from vae_train.runtime.precision import ComputePrecision
@@ -28,6 +31,9 @@ from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 log = logging.getLogger(__name__)
 
 SCORES_FILE = "test_reconstruction_errors.npy"
+GIF_FILE = "interpolation.gif"
+GIF_PIXELS = 168  # a 28x28 image six times over
+GIF_FRAME_MILLISECONDS = 120
 
 
 def restore_model(settings: Config, run_dir: Path, image_shape: tuple[int, int, int],
@@ -52,9 +58,52 @@ def restore_model(settings: Config, run_dir: Path, image_shape: tuple[int, int, 
                    "steps": int(global_step.numpy())}
 
 
+def other_data_config(settings: Config, other: str) -> DataConfig:
+    """The data settings of ``--anomalies``: a known dataset by name, or a folder of IDX files, read as
+    the run read its own (binarization, size limits) so the scores compare."""
+    if other in DATASETS:
+        return dataclasses.replace(settings.data, name=other, root=None, train_classes=None)
+    if Path(other).is_dir():
+        return dataclasses.replace(settings.data, root=other, verify_checksums=False, train_classes=None)
+    raise ConfigError(f"--anomalies {other}: neither a dataset ({', '.join(sorted(DATASETS))}) nor a folder. "
+                      "Name one of those datasets, or give a folder holding its four IDX files.")
+
+
+def out_of_distribution(model: Autoencoder, settings: Config, dataset: ImageDataset, pipelines: ImagePipelines,
+                        other: str, analysis: Analysis) -> None:
+    """The run's own test images (of its training classes) as the normal ones, the other dataset's test
+    images as the anomalies."""
+    other_config = other_data_config(settings, other)
+    other_dataset = load_dataset(other_config)
+    other_pipelines = ImagePipelines(other_dataset, other_config, settings.seed)
+    num_samples, seed = settings.evaluation.iw_samples, settings.seed
+    normal = anomaly_scores(model, pipelines.test(), num_samples, seed)
+    anomalous = anomaly_scores(model, other_pipelines.test(), num_samples, seed)
+    kept = (np.ones(len(dataset.test.labels), bool) if settings.data.train_classes is None
+            else np.isin(dataset.test.labels, settings.data.train_classes))
+    scores = {name: np.concatenate([normal[name][kept], anomalous[name]]) for name in normal}
+    labels = np.concatenate([dataset.test.labels[kept], other_dataset.test.labels])
+    is_anomaly = np.concatenate([np.zeros(int(kept.sum()), bool), np.ones(len(other_dataset.test.labels), bool)])
+    detect(scores, labels, is_anomaly, f"{settings.data.name} normal, {other} anomalous", analysis)
+    analysis.figures["anomalies"] = other
+
+
+def write_gif(path: Path, frames: np.ndarray, milliseconds: int = GIF_FRAME_MILLISECONDS) -> None:
+    """An animated GIF looping through ``frames`` (images in [0, 1]) and back, each enlarged."""
+    from PIL import Image
+
+    images = [Image.fromarray(enlarged(to_uint8(frame), GIF_PIXELS)[..., 0]) for frame in frames]
+    loop = images + images[-2:0:-1]
+    loop[0].save(path, save_all=True, append_images=loop[1:], duration=milliseconds, loop=0)
+
+
 def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tuple[str, ...] = (),
-                 output: Path | None = None) -> dict:
-    """Evaluate ``run_dir``'s latest checkpoint on its test set; returns what metrics.json holds."""
+                 output: Path | None = None, anomalies: str | None = None, gif: bool = False) -> dict:
+    """Evaluate ``run_dir``'s latest checkpoint on its test set; returns what metrics.json holds.
+
+    ``anomalies``: a second dataset (a name or a folder) scored as anomalies against the run's test
+    set; ``gif``: also an animated GIF of the first interpolation.
+    """
     run_dir = Path(run_dir)
     output = Path(output) if output is not None else run_dir / EVAL_DIR
     keras.utils.set_random_seed(settings.seed)
@@ -66,8 +115,13 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     # The run's own batches: the posterior samples drawn then depend on them, so the figures of
     # the training run's last epoch come out again.
     test = pipelines.test()
+    corrupt = corruption_of(settings.corruption)
 
-    figures = Evaluator(model, devices.strategy, seed=settings.seed, metrics=settings.evaluation.metrics).evaluate(test)
+    figures = Evaluator(model, devices.strategy, seed=settings.seed, metrics=settings.evaluation.metrics,
+                        corrupt=corrupt).evaluate(test)
+    analysis = analyse(model, dataset, pipelines, settings, one_class=anomalies is None)
+    if anomalies is not None:
+        out_of_distribution(model, settings, dataset, pipelines, anomalies, analysis)
     results = {
         "run_dir": str(run_dir),
         **origin,
@@ -77,22 +131,33 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
         "latent_dim": settings.latent_dim,
         "test_images": pipelines.test_size,
         **{f"test_{name}": value for name, value in figures.items()},
-        **likelihood_figures(model, test, settings.evaluation.iw_samples, settings.seed),
+        **analysis.figures,
     }
 
     output.mkdir(parents=True, exist_ok=True)
     np.save(output / SCORES_FILE, reconstruction_errors(model, test))
+    for name, values in analysis.per_image.items():
+        np.save(output / f"{name}.npy", values)
     pictures = Pictures.from_dataset(model, test, dataset.test.labels, dataset.class_names, settings.evaluation,
-                                     settings.seed)
-    for name, picture in pictures.render().items():
+                                     settings.seed, corrupt)
+    for name, picture in {**pictures.render(), **analysis.pictures}.items():
         write_png(output / f"{name}.png", picture)
+    if gif:
+        frames = pictures.interpolation_chain()
+        if len(frames):
+            write_gif(output / GIF_FILE, frames)
+        else:
+            log.warning("No interpolation to animate: evaluation.interpolations is 0, or the first test images "
+                        "are all of one class.")
     splits = {"train": dataset.train, "test": dataset.test}
     for split in encode_splits:
         np.save(output / f"codes_{split}.npy", encode(model, pipelines.in_order(split, ENCODE_BATCH)))
         np.save(output / f"labels_{split}.npy", splits[split].labels)
     write_atomically(output / METRICS_FILE, json.dumps(results, indent=2) + "\n")
 
-    shown = ("test_loss", "test_elbo", "test_nll_iw", "test_recipe_loss", "test_rounded_accuracy")
+    shown = ("test_loss", "test_elbo", "test_nll_iw", "test_recipe_loss", "test_rounded_accuracy",
+             "test_denoising_psnr", "anomaly_auroc_reconstruction", "anomaly_auroc_nll_iw", "probe_accuracy",
+             "pca_probe_accuracy", "kmeans_accuracy")
     log.info("Evaluated %s (epoch %d, step %d): %s. Results in %s.", origin["checkpoint"], origin["epoch"],
              origin["steps"], ", ".join(f"{key}={results[key]:.4g}" for key in shown if key in results), output)
     return results

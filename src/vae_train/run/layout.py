@@ -32,18 +32,36 @@ SCALAR_TAGS = {
     "images_per_second": "speed/images_per_second",
     "epoch_seconds": "speed/epoch_seconds",
     "between_epochs_seconds": "speed/between_epochs_seconds",
+    "representation_seconds": "speed/representation_seconds",
 }
+# Groups of figures by the start of their names: (start, group, whether the start stays in the tag).
+TAG_GROUPS = (
+    ("anomaly_", "anomaly", False),  # anomaly_auroc_reconstruction -> anomaly/auroc_reconstruction
+    ("denoising_", "denoising", True), ("corrupted_", "denoising", True),
+    ("probe_", "representation", True), ("knn_", "representation", True), ("kmeans_", "representation", True),
+    ("pca_", "representation", True), ("active_units", "representation", True),
+)
 
 
 def scalar_tag(name: str) -> str:
-    """The TensorBoard tag of the figure ``name``: grouped as above; a name that names its group
-    already (``representation/probe_accuracy``) as it is; any other under ``metrics/``."""
-    return SCALAR_TAGS.get(name) or (name if "/" in name else f"metrics/{name}")
+    """The TensorBoard tag of the figure ``name`` (its results.json key, without ``test_``): grouped
+    as above; a name that names its group already as it is; any other under ``metrics/``."""
+    name = name.removeprefix("test_")
+    if name in SCALAR_TAGS:
+        return SCALAR_TAGS[name]
+    for start, group, kept in TAG_GROUPS:
+        if name.startswith(start):
+            return f"{group}/{name if kept else name.removeprefix(start)}"
+    return name if "/" in name else f"metrics/{name}"
 
 
 def checkpoint_signature(settings) -> dict:
-    """What must match for a checkpoint to be restorable into this run's model."""
-    return {"model": settings.model.name, "latent_dim": settings.latent_dim}
+    """What must match for a checkpoint to be restorable into this run's model: a denoiser's also holds
+    its corruption's random state (runs without one keep the signature they always had)."""
+    signature = {"model": settings.model.name, "latent_dim": settings.latent_dim}
+    if settings.corruption.name != "none":
+        signature["corruption"] = settings.corruption.name
+    return signature
 
 
 def tensorboard_dir(run_dir: Path) -> Path:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from vae_train.config import Config
 from vae_train.errors import TrainingError
-from vae_train.evaluation.likelihood import likelihood_figures
+from vae_train.evaluation.pictures import enlarged, to_uint8
 from vae_train.files import read_json_object, write_atomically
+from vae_train.run.analyses import Analysis, analyse
 from vae_train.run.build import build_trainer
 from vae_train.run.export import export_models
 from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE
@@ -87,11 +88,20 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     if history.stopped_by:
         results["stopped_by"] = history.stopped_by
     else:  # a stopped run skips these, to exit within a scheduler's grace period
-        results.update(likelihood_figures(model, pipelines.test(), settings.evaluation.iw_samples, settings.seed))
+        analysis = analyse(model, run.parts.dataset, pipelines, settings)
+        results.update(analysis.figures)
+        write_analysis(writers, trainer.step, analysis)
         export_models(model, run_dir / EXPORT_DIR)
     _write_results(run_dir, results)
     writers.flush()
     return results
+
+
+def write_analysis(writers, step: int, analysis: Analysis) -> None:
+    """The end-of-run figures as scalars of the test run at the last step (tagged by their names, see
+    ``run.layout.scalar_tag``), and their pictures."""
+    writers.scalars("test", step, {name: value for name, value in analysis.figures.items() if name != "iw_samples"})
+    writers.images("test", step, {name: enlarged(to_uint8(picture)) for name, picture in analysis.pictures.items()})
 
 
 def _write_results(run_dir: Path, results: dict) -> None:

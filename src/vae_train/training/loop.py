@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_train.config import OnNonFinite, Schedule, TrainerConfig
+from vae_train.data.corruption import Corrupt
 from vae_train.data.pipeline import ImagePipelines
 from vae_train.errors import CheckpointError, ConfigError, TrainingError
 from vae_train.models import Autoencoder
@@ -38,6 +39,9 @@ from vae_train.training.interrupts import StopRequest
 from vae_train.training.summaries import TensorBoardWriters
 
 log = logging.getLogger(__name__)
+
+# The corruption's stream is seeded apart from the model's noise (seeded by the run's seed itself).
+CORRUPTION_SEED_OFFSET = 7919
 
 
 class TestFigures(Protocol):
@@ -82,6 +86,7 @@ class Trainer:
         evaluator: TestFigures,
         epoch_end_hooks: Sequence[Callable[[EpochRecord], None]] = (),
         stop: StopRequest | None = None,
+        corrupt: Corrupt | None = None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -104,9 +109,18 @@ class Trainer:
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # Row 0: sums over the current epoch so far; row 1: since the last TensorBoard point.
         self.running_sums = tf.Variable(np.zeros((2, SUMS_SIZE)), trainable=False, name="running_sums")
+        # A denoiser's training inputs: the corruption's draws come from a generator in the checkpoint
+        # (only then, so the checkpoints of runs without one keep their contents).
+        self.corrupt = corrupt
+        corruption = {}
+        if corrupt is not None:
+            with strategy.scope():
+                self.corruption_noise = tf.random.Generator.from_seed(pipelines.seed + CORRUPTION_SEED_OFFSET)
+            corruption = {"corruption_noise": self.corruption_noise}
         self.checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature, config.checkpoints_to_keep,
                                           **model_trackables(model), optimizer=optimizer, epoch=self.epoch,
-                                          global_step=self.global_step, running_sums=self.running_sums)
+                                          global_step=self.global_step, running_sums=self.running_sums,
+                                          **corruption)
         self.evaluator = evaluator
         self._replica_step = run_function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = run_function(self._distributed_steps)
@@ -134,7 +148,8 @@ class Trainer:
     def _train_step(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            terms = self.model.loss_terms(images, training=True)
+            inputs = None if self.corrupt is None else self.corrupt(images, self.corruption_noise)
+            terms = self.model.loss_terms(images, training=True, inputs=inputs)
             # Divides by the global batch, so summing gradients over replicas gives the mean.
             loss = tf.nn.compute_average_loss(terms["objective"], global_batch_size=self.pipelines.config.batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)

@@ -1,0 +1,100 @@
+"""What the codes are worth as a dimensionality reduction, against PCA at the same size.
+
+On the test set: a logistic-regression probe and k-nearest neighbours fitted on the training codes
+(their accuracy), and k-means with one cluster per class (the normalized mutual information of its
+clusters with the classes, and its accuracy once each cluster is matched to a class by the Hungarian
+assignment). The same for PCA with as many components as the code has dimensions, fitted on the
+training images, with PCA's own reconstruction error; and for VAEs the active units, the latent
+dimensions whose posterior mean varies across the test set (Burda et al., 2015). All by
+scikit-learn and SciPy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+log = logging.getLogger(__name__)
+
+ACTIVE_UNIT_COVARIANCE = 0.01  # Burda et al.'s threshold on Cov_x(E_q[z_i])
+# The probe's solver stops here: enough for standardized codes of up to a few dozen dimensions.
+PROBE_ITERATIONS = 1000
+
+
+@dataclass
+class Codes:
+    """Codes of the training and test images with their labels."""
+
+    train: np.ndarray
+    train_labels: np.ndarray
+    test: np.ndarray
+    test_labels: np.ndarray
+
+
+def clustering_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """The share of images whose cluster, matched one to one to a class by the Hungarian assignment
+    that maximizes the matches, is their class."""
+    classes, label_index = np.unique(labels, return_inverse=True)
+    cluster_ids, cluster_index = np.unique(clusters, return_inverse=True)
+    counts = np.zeros((len(cluster_ids), len(classes)), np.int64)
+    np.add.at(counts, (cluster_index, label_index), 1)
+    rows, columns = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, columns].sum() / len(labels))
+
+
+def supervised_figures(codes: Codes, knn_k: int) -> dict[str, float]:
+    """``probe_accuracy`` and ``knn_accuracy`` on the test codes, both fitted on the training codes."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_ITERATIONS))
+    probe.fit(codes.train, codes.train_labels)
+    neighbours = KNeighborsClassifier(n_neighbors=knn_k).fit(codes.train, codes.train_labels)
+    return {"probe_accuracy": float(probe.score(codes.test, codes.test_labels)),
+            "knn_accuracy": float(neighbours.score(codes.test, codes.test_labels))}
+
+
+def clustering_figures(test_codes: np.ndarray, test_labels: np.ndarray, clusters: int, seed: int) -> dict[str, float]:
+    """``kmeans_nmi`` and ``kmeans_accuracy``: k-means on the test codes, without their labels."""
+    assigned = KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit_predict(test_codes)
+    return {"kmeans_nmi": float(normalized_mutual_info_score(test_labels, assigned)),
+            "kmeans_accuracy": clustering_accuracy(test_labels, assigned)}
+
+
+def code_figures(codes: Codes, classes: int, knn_k: int, seed: int) -> dict[str, float]:
+    """The probe's, k-NN's and k-means' figures of ``codes``; the supervised ones only when the training
+    codes hold two classes or more (a one-class run has nothing to tell apart), with one log line."""
+    figures = clustering_figures(codes.test, codes.test_labels, classes, seed)
+    if len(np.unique(codes.train_labels)) < 2:
+        log.info("The training images are of one class: no probe or k-NN accuracy.")
+        return figures
+    return {**supervised_figures(codes, knn_k), **figures}
+
+
+def pca_baseline(train_images: np.ndarray, test_images: np.ndarray, components: int, seed: int,
+                 reconstruction_loss: Callable[[np.ndarray, np.ndarray], np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """PCA with ``components`` components fitted on the training images (flattened): the training and
+    test codes, and PCA's reconstruction error on the test images in the model's units, by the
+    model's ``reconstruction_loss`` of (images, logits) with the reconstruction clipped into (0, 1)."""
+    flat_train = train_images.reshape(len(train_images), -1)
+    flat_test = test_images.reshape(len(test_images), -1)
+    pca = PCA(n_components=components, random_state=seed).fit(flat_train)
+    test_codes = pca.transform(flat_test)
+    reconstructed = np.clip(pca.inverse_transform(test_codes), 1e-6, 1 - 1e-6).reshape(test_images.shape)
+    logits = np.log(reconstructed) - np.log1p(-reconstructed)
+    error = float(np.mean(reconstruction_loss(test_images.astype(np.float32), logits.astype(np.float32))))
+    return pca.transform(flat_train), test_codes, error
+
+
+def active_units(test_means: np.ndarray) -> int:
+    """Latent dimensions whose posterior mean varies across the test set: covariance above 0.01."""
+    return int(np.sum(np.var(test_means, axis=0) > ACTIVE_UNIT_COVARIANCE))
