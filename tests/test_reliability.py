@@ -251,6 +251,9 @@ CATALOGUE = {
                                     "are from model cvae, latent_dim 2, but this run is model conv_ae, latent_dim 3"),
     "multi_worker without TF_CONFIG": (["trainer.strategy=multi_worker"], None, "TF_CONFIG"),
     "unwritable output folder": (["hydra.run.dir=/proc/vae-train-run"], None, "Cannot write the run folder"),
+    "negative noise": (["corruption=gaussian", "corruption.std=-1"], None, "corruption.std must be >= 0"),
+    "unknown training class": (["data.train_classes=[11]"], None, "labels are 0 to 9"),
+    "no neighbours": (["evaluation.knn_k=0"], None, "evaluation.knn_k must be a positive number"),
 }
 
 
