@@ -88,6 +88,13 @@ class ReconstructionLoss(Enum):
     mse = "mse"  # squared error of sigmoid(logits), summed over pixels
 
 
+class DecoderDistribution(Enum):
+    """p(x|z) of a bernoulli reconstruction loss, with the decoder's logits as its parameter."""
+
+    bernoulli = "bernoulli"  # for binary pixels; on grey levels a cross-entropy, not a density
+    continuous_bernoulli = "continuous_bernoulli"  # a density on [0, 1], for grey levels (Loaiza-Ganem 2019)
+
+
 class Reduction(Enum):
     """How the training objective reduces a loss term over its pixels or latent dimensions.
 
@@ -169,6 +176,16 @@ class ModelConfig:
     # What the optimizer minimizes: sum over pixels (nats per image) or mean (per pixel, the Keras
     # binary cross-entropy of recipe B). Reported figures are sums either way.
     reconstruction_reduction: Reduction = Reduction.sum
+    # The bernoulli loss's distribution: bernoulli, or continuous_bernoulli (its normalizing constant
+    # in every reported figure).
+    decoder_distribution: DecoderDistribution = DecoderDistribution.bernoulli
+
+    def __post_init__(self) -> None:
+        _require(self.decoder_distribution is DecoderDistribution.bernoulli
+                 or self.reconstruction_loss is ReconstructionLoss.bernoulli,
+                 f"model.decoder_distribution={self.decoder_distribution.value} is a likelihood, but "
+                 f"model.reconstruction_loss={self.reconstruction_loss.value} is none: use "
+                 "model.reconstruction_loss=bernoulli with it, or model.decoder_distribution=bernoulli.")
 
 
 @option_schema("model", "dense_ae")
@@ -182,6 +199,7 @@ class DenseAEConfig(ModelConfig):
     code_activation: str | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _require(all(u > 0 for u in self.hidden_units), "model.hidden_units must be positive.")
 
 
@@ -204,6 +222,7 @@ class ConvAEConfig(ModelConfig):
     batch_norm: bool = False
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _require(self.encoder_padding in ("same", "valid"), "model.encoder_padding must be same or valid.")
         _require(28 % (2 ** len(self.decoder_filters)) == 0,
                  "model.decoder_filters: each layer doubles the size, so 28 must divide by 2**len "
@@ -222,12 +241,31 @@ class ConvVAEConfig(ConvAEConfig):
     hidden_units: list[int] = field(default_factory=lambda: [16])
     # Weight of the KL term; 1 is the ELBO.
     beta: float = 1.0
+    # KL warm-up: the KL term's weight in the objective rises linearly from 0 to beta over these steps.
+    kl_warmup_steps: int = 0
+    # Free bits: nats per latent dimension below which its KL is not penalized (Kingma et al., 2016).
+    free_bits: float = 0.0
     # In the training objective only: mean over latent dimensions is the Keras VAE example (recipe C).
     kl_reduction: Reduction = Reduction.sum
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}.")
+        _require(self.kl_warmup_steps >= 0, f"model.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}.")
+        _require(self.free_bits >= 0, f"model.free_bits must be >= 0 nats, got {self.free_bits}.")
+
+
+@option_schema("model", "iwae")
+@dataclass
+class IWAEConfig(ConvVAEConfig):
+    """The conv VAE trained on the importance-weighted bound (Burda et al., 2015)."""
+
+    # Importance samples per image in the training objective; 1 is the ELBO.
+    train_samples: int = 5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _require(self.train_samples >= 1, f"model.train_samples must be >= 1, got {self.train_samples}.")
 
 
 @dataclass

@@ -10,7 +10,7 @@ import tensorflow as tf
 from vae_train.config import ExtraMetric
 from vae_train.data.corruption import Corrupt
 from vae_train.models import Autoencoder
-from vae_train.models.terms import SUMS_SIZE, metrics_from_sums, summed_terms
+from vae_train.models.terms import metrics_from_sums, summed_terms, sums_size
 from vae_train.runtime.devices import distribute_input
 from vae_train.runtime.functions import run_function
 
@@ -59,7 +59,8 @@ class Evaluator:
         self.seed = seed
         self.metrics = list(metrics)
         self.corrupt = corrupt
-        self.extra_names = (([] if model.objective_is_loss else [RECIPE_LOSS]) + [m.value for m in self.metrics]
+        self.sums_size = sums_size(model.reported_terms)
+        self.extra_names = (([RECIPE_LOSS] if model.reports_recipe_loss else []) + [m.value for m in self.metrics]
                             + (list(DENOISING) if corrupt is not None else []))
         with strategy.scope():
             self.noise = tf.random.Generator.from_seed(seed)
@@ -70,7 +71,7 @@ class Evaluator:
     def _sums(self, images: tf.Tensor) -> tf.Tensor:
         """The sums of :func:`summed_terms`, then the sums of the extra figures."""
         terms = self.model.loss_terms(images, training=False, noise=self.noise)
-        extras = [] if self.model.objective_is_loss else [terms["objective"]]
+        extras = [terms["objective"]] if self.model.reports_recipe_loss else []
         if self.metrics:
             logits = self.model(images)
             extras += [EXTRA_METRICS[metric](images, logits) for metric in self.metrics]
@@ -79,10 +80,11 @@ class Evaluator:
             denoised = tf.sigmoid(self.model(corrupted))  # from the posterior mean
             extras += [self.model.loss_terms(images, training=False, noise=self.noise, inputs=corrupted)["loss"],
                        psnr(images, denoised), psnr(images, corrupted)]
-        return tf.concat([summed_terms(terms), [tf.reduce_sum(extra) for extra in extras]], axis=0)
+        return tf.concat([summed_terms(terms, self.model.reported_terms), [tf.reduce_sum(extra) for extra in extras]],
+                         axis=0)
 
     def _distributed_sums_over(self, dataset) -> tf.Tensor:
-        total = tf.zeros([SUMS_SIZE + len(self.extra_names)], tf.float64)  # float64: sums of 10^4 losses
+        total = tf.zeros([self.sums_size + len(self.extra_names)], tf.float64)  # float64: sums of 10^4 losses
         for images in dataset:
             per_replica = self.strategy.run(self._replica_sums, args=(images,))
             total += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
@@ -92,7 +94,7 @@ class Evaluator:
         self.noise.reset_from_seed(self.seed)
         self.corruption_noise.reset_from_seed(self.seed + CORRUPTION_SEED_OFFSET)
         sums = self._sums_over(distribute_input(self.strategy, dataset)).numpy()
-        terms, extras = sums[:SUMS_SIZE], sums[SUMS_SIZE:]
-        figures = metrics_from_sums(terms, self.model.variational)
+        terms, extras = sums[:self.sums_size], sums[self.sums_size:]
+        figures = metrics_from_sums(terms, self.model.variational, self.model.reported_terms)
         figures.update({name: float(total / terms[-1]) for name, total in zip(self.extra_names, extras, strict=True)})
         return figures

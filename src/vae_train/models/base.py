@@ -17,8 +17,13 @@ import keras
 import tensorflow as tf
 
 from vae_train.config import Reduction
+from vae_train.models.terms import TERMS
 
 LOG_2PI = math.log(2.0 * math.pi)
+LOG_2 = math.log(2.0)
+# |logits| below which the continuous Bernoulli's normalizer is taken from its series: there the
+# exact form divides two vanishing numbers, and the series' next term (eta^4 / 1440) is below 1e-12.
+CB_SERIES_BELOW = 1e-3
 
 
 def bernoulli_nll(images: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -26,16 +31,37 @@ def bernoulli_nll(images: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(per_pixel, axis=[1, 2, 3])
 
 
+def continuous_bernoulli_log_normalizer(logits: tf.Tensor) -> tf.Tensor:
+    """log C(lambda) of the continuous Bernoulli with lambda = sigmoid(logits) (Loaiza-Ganem and
+    Cunningham, 2019): C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda), which in the logits is
+    eta / tanh(eta / 2). Near eta = 0, where both vanish, its series log 2 + eta^2 / 12."""
+    magnitude = tf.abs(logits)
+    small = magnitude < CB_SERIES_BELOW
+    safe = tf.where(small, tf.ones_like(magnitude), magnitude)
+    exact = tf.math.log(safe) - tf.math.log(tf.tanh(safe / 2.0))
+    return tf.where(small, LOG_2 + tf.square(logits) / 12.0, exact)
+
+
+def continuous_bernoulli_nll(images: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """-log p(x|z) of grey levels x in [0, 1] under the continuous Bernoulli: the Bernoulli cross-entropy
+    less the log normalizing constant, summed over pixels (a density: it may be negative)."""
+    per_pixel = (tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits)
+                 - continuous_bernoulli_log_normalizer(logits))
+    return tf.reduce_sum(per_pixel, axis=[1, 2, 3])
+
+
 def squared_error(images: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.square(tf.sigmoid(logits) - images), axis=[1, 2, 3])
 
 
-RECONSTRUCTION_LOSSES: dict[str, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
-    "bernoulli": bernoulli_nll,
-    "mse": squared_error,
+# By (model.reconstruction_loss, model.decoder_distribution); mse has no distribution.
+RECONSTRUCTION_LOSSES: dict[tuple[str, str], Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
+    ("bernoulli", "bernoulli"): bernoulli_nll,
+    ("bernoulli", "continuous_bernoulli"): continuous_bernoulli_nll,
+    ("mse", "bernoulli"): squared_error,
 }
 # Reconstruction losses that are a negative log-likelihood -log p(x|z), so bounds on log p(x) exist.
-LIKELIHOODS = frozenset({"bernoulli"})
+LIKELIHOODS = frozenset({bernoulli_nll, continuous_bernoulli_nll})
 
 
 def reduced(total: tf.Tensor, count: int, reduction: Reduction) -> tf.Tensor:
@@ -64,12 +90,15 @@ class Posterior:
         """log q(z|x) summed over dimensions, for z = mean + std * epsilon (Gaussian posteriors)."""
         return -0.5 * tf.reduce_sum(tf.square(epsilon) + LOG_2PI + self.log_variance, axis=-1)
 
+    def kl_per_dimension(self) -> tf.Tensor:
+        """KL(q(z_i|x) || N(0, 1)) per example and latent dimension, analytic."""
+        if self.log_variance is None:
+            return tf.zeros_like(self.mean)
+        return 0.5 * (tf.exp(self.log_variance) + tf.square(self.mean) - 1.0 - self.log_variance)
+
     def kl_to_standard_normal(self) -> tf.Tensor:
         """KL(q(z|x) || N(0, I)) per example, analytic."""
-        if self.log_variance is None:
-            return tf.zeros(tf.shape(self.mean)[:1], dtype=self.mean.dtype)
-        terms = tf.exp(self.log_variance) + tf.square(self.mean) - 1.0 - self.log_variance
-        return 0.5 * tf.reduce_sum(terms, axis=-1)
+        return tf.reduce_sum(self.kl_per_dimension(), axis=-1)
 
 
 class Autoencoder(keras.Model):
@@ -88,7 +117,8 @@ class Autoencoder(keras.Model):
         self.pixels = math.prod(self.image_shape)
         self.encoder = self.build_encoder()
         self.decoder = self.build_decoder()
-        self.reconstruction_loss = RECONSTRUCTION_LOSSES[config.reconstruction_loss.value]
+        self.reconstruction_loss = RECONSTRUCTION_LOSSES[(config.reconstruction_loss.value,
+                                                          config.decoder_distribution.value)]
         # A generator rather than stateful random ops: its state is checkpointed, so a resumed
         # run draws the same noise an uninterrupted one would.
         self.noise = tf.random.Generator.from_seed(seed)
@@ -99,22 +129,34 @@ class Autoencoder(keras.Model):
     def build_decoder(self) -> keras.Model:
         raise NotImplementedError
 
+    # The per-example terms loss_terms reports (vae_train.models.terms); a model may add its own.
+    reported_terms = TERMS
+
     @property
     def kl_weight(self) -> float:
+        """The KL term's weight in the reported loss (beta)."""
         return 0.0
+
+    def kl_weight_at(self, step: tf.Tensor | int) -> tf.Tensor | float:
+        """The KL term's weight in the training objective at training step ``step`` (a warm-up)."""
+        return self.kl_weight
 
     @property
     def kl_reduction(self) -> Reduction:
         return Reduction.sum
 
     @property
-    def objective_is_loss(self) -> bool:
-        """Whether the optimizer minimizes the reported ``loss`` itself, not a rescaled variant."""
-        return self.config.reconstruction_reduction is Reduction.sum and self.kl_reduction is Reduction.sum
+    def reports_recipe_loss(self) -> bool:
+        """Whether the objective reduces a term by a mean (a recipe's own loss), reported beside ``loss``."""
+        return not (self.config.reconstruction_reduction is Reduction.sum and self.kl_reduction is Reduction.sum)
 
     @property
     def has_likelihood(self) -> bool:
-        return self.config.reconstruction_loss.value in LIKELIHOODS
+        return self.reconstruction_loss in LIKELIHOODS
+
+    def kl_objective(self, posterior: Posterior) -> tf.Tensor:
+        """The KL term of the training objective, per example: the KL itself, but for free bits."""
+        return posterior.kl_to_standard_normal()
 
     def posterior(self, images: tf.Tensor, training: bool = False) -> Posterior:
         return Posterior(mean=tf.cast(self.encoder(images, training=training), tf.float32))
@@ -128,25 +170,34 @@ class Autoencoder(keras.Model):
         return self.decode(self.posterior(images, training).mean, training)
 
     def loss_terms(self, images: tf.Tensor, training: bool = False, noise: tf.random.Generator | None = None,
-                   inputs: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """Per-example ``loss``, ``reconstruction`` and ``kl`` in nats per image, and the
-        ``objective`` the optimizer minimizes (``loss`` unless a reduction is a mean).
+                   inputs: tf.Tensor | None = None, step: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """Per-example ``loss``, ``reconstruction`` and ``kl`` in nats per image (the true figures,
+        whatever the training objective does), and the ``objective`` the optimizer minimizes.
 
         ``noise`` draws the posterior sample; by default the model's own (checkpointed) stream.
         ``inputs``: what the encoder sees, when not ``images`` themselves (a corrupted copy, for a
-        denoiser); the reconstruction is always scored against ``images``.
+        denoiser); the reconstruction is always scored against ``images``. ``step``: the training
+        step, for a KL warm-up; in training, free bits apply to the objective's KL term. Outside
+        training the objective is the recipe's loss: the figures reduced as configured.
         """
         posterior = self.posterior(images if inputs is None else inputs, training)
         logits = self.decode(posterior.sample(noise or self.noise), training)
         reconstruction = self.reconstruction_loss(images, logits)
         kl = posterior.kl_to_standard_normal()
-        loss = reconstruction + self.kl_weight * kl
-        if self.objective_is_loss:
-            objective = loss
-        else:
-            objective = (reduced(reconstruction, self.pixels, self.config.reconstruction_reduction)
-                         + self.kl_weight * reduced(kl, self.latent_dim, self.kl_reduction))
-        return {"loss": loss, "reconstruction": reconstruction, "kl": kl, "objective": objective}
+        terms = {"loss": reconstruction + self.kl_weight * kl, "reconstruction": reconstruction, "kl": kl}
+        terms["objective"] = self.objective(terms, posterior, training, step)
+        return terms
+
+    def objective(self, terms: dict[str, tf.Tensor], posterior: Posterior, training: bool,
+                  step: tf.Tensor | None) -> tf.Tensor:
+        """What the optimizer minimizes per example: the reconstruction and the KL term reduced as
+        configured, the KL weighed by the warm-up at ``step`` and under free bits in training."""
+        kl_term, weight = terms["kl"], self.kl_weight
+        if training:
+            kl_term = self.kl_objective(posterior)
+            weight = self.kl_weight_at(step) if step is not None else weight
+        return (reduced(terms["reconstruction"], self.pixels, self.config.reconstruction_reduction)
+                + weight * reduced(kl_term, self.latent_dim, self.kl_reduction))
 
     def parameter_counts(self) -> dict[str, int]:
         return {"encoder": self.encoder.count_params(), "decoder": self.decoder.count_params()}
@@ -161,9 +212,24 @@ class VariationalAutoencoder(Autoencoder):
     def kl_weight(self) -> float:
         return self.config.beta
 
+    def kl_weight_at(self, step: tf.Tensor | int) -> tf.Tensor | float:
+        """beta, reached linearly from 0 over ``model.kl_warmup_steps`` training steps."""
+        warmup = self.config.kl_warmup_steps
+        if not warmup:
+            return self.config.beta
+        progress = tf.minimum(1.0, tf.cast(step, tf.float32) / float(warmup))
+        return self.config.beta * progress
+
     @property
     def kl_reduction(self) -> Reduction:
         return self.config.kl_reduction
+
+    def kl_objective(self, posterior: Posterior) -> tf.Tensor:
+        """Free bits (Kingma et al., 2016): each latent dimension's KL counts for at least
+        ``model.free_bits`` nats, so below that the objective does not push it down (its gradient is 0)."""
+        if not self.config.free_bits:
+            return posterior.kl_to_standard_normal()
+        return tf.reduce_sum(tf.maximum(posterior.kl_per_dimension(), self.config.free_bits), axis=-1)
 
     def posterior(self, images: tf.Tensor, training: bool = False) -> Posterior:
         mean, log_variance = self.encoder(images, training=training)
@@ -178,10 +244,17 @@ class VariationalAutoencoder(Autoencoder):
         Their log-mean-exp over samples is the importance-weighted bound on log p(x) (Burda et al.,
         2016); their mean is a Monte Carlo ELBO.
         """
-        posterior = posterior or self.posterior(images)
+        return self.importance_samples(images, epsilon, posterior)[0]
+
+    def importance_samples(self, images: tf.Tensor, epsilon: tf.Tensor, posterior: Posterior | None = None,
+                           training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+        """The log importance weights of :meth:`log_importance_weights` and each sample's
+        reconstruction loss -log p(x|z), both (samples, batch)."""
+        posterior = posterior or self.posterior(images, training)
         z = posterior.mean + tf.exp(0.5 * posterior.log_variance) * epsilon
-        logits = self.decode(tf.reshape(z, [-1, self.latent_dim]))
+        logits = self.decode(tf.reshape(z, [-1, self.latent_dim]), training)
         samples = tf.shape(epsilon)[0]
         repeated = tf.tile(images, [samples, 1, 1, 1])  # sample-major, as z is reshaped
-        log_likelihood = -tf.reshape(self.reconstruction_loss(repeated, logits), [samples, -1])
-        return log_likelihood + standard_normal_log_density(z) - posterior.log_density_of_sample(epsilon)
+        reconstruction = tf.reshape(self.reconstruction_loss(repeated, logits), [samples, -1])
+        weights = -reconstruction + standard_normal_log_density(z) - posterior.log_density_of_sample(epsilon)
+        return weights, reconstruction

@@ -3,13 +3,14 @@ bench`` and the tests."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from vae_train.config import Config
+from vae_train.config import Binarize, Config, DecoderDistribution
 from vae_train.data.corruption import corruption_of
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
 from vae_train.evaluation.figures import Evaluator
@@ -23,6 +24,8 @@ from vae_train.runtime.workers import is_chief, output_dir
 from vae_train.training.loop import Trainer
 from vae_train.training.optimizers import build_optimizer
 from vae_train.training.summaries import TensorBoardWriters
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +55,10 @@ def build_parts(settings: Config, dataset: ImageDataset | None = None) -> RunPar
     devices = set_up_devices(settings.trainer.strategy, settings.trainer.precision,
                              settings.trainer.cpu_threads, settings.trainer.gpu)
     dataset = dataset or load_dataset(settings.data)
+    if (settings.model.decoder_distribution is DecoderDistribution.continuous_bernoulli
+            and settings.data.binarize is not Binarize.none):
+        log.info("model.decoder_distribution=continuous_bernoulli on binarized images (data.binarize=%s): "
+                 "allowed, but the continuous Bernoulli is meant for grey levels.", settings.data.binarize.value)
     pipelines = ImagePipelines(dataset, settings.data, settings.seed)
     with devices.strategy.scope():
         model = build_model(settings.model, settings.latent_dim, dataset.image_shape, settings.seed,

@@ -30,7 +30,7 @@ from vae_train.data.corruption import Corrupt
 from vae_train.data.pipeline import ImagePipelines
 from vae_train.errors import CheckpointError, ConfigError, TrainingError
 from vae_train.models import Autoencoder
-from vae_train.models.terms import SUMS_SIZE, metrics_from_sums, summed_terms
+from vae_train.models.terms import metrics_from_sums, summed_terms, sums_size
 from vae_train.runtime.devices import distribute_input
 from vae_train.runtime.functions import run_function
 from vae_train.runtime.host_cpu import seconds_since_process_start
@@ -108,7 +108,8 @@ class Trainer:
         # optimizer leaves out the steps it skips on overflow.
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         # Row 0: sums over the current epoch so far; row 1: since the last TensorBoard point.
-        self.running_sums = tf.Variable(np.zeros((2, SUMS_SIZE)), trainable=False, name="running_sums")
+        self.sums_size = sums_size(model.reported_terms)
+        self.running_sums = tf.Variable(np.zeros((2, self.sums_size)), trainable=False, name="running_sums")
         # A denoiser's training inputs: the corruption's draws come from a generator in the checkpoint
         # (only then, so the checkpoints of runs without one keep their contents).
         self.corrupt = corrupt
@@ -145,16 +146,16 @@ class Trainer:
             self.optimizer.learning_rate = optimizer_config.learning_rate
         return restored
 
-    def _train_step(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _train_step(self, images: tf.Tensor, step: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             inputs = None if self.corrupt is None else self.corrupt(images, self.corruption_noise)
-            terms = self.model.loss_terms(images, training=True, inputs=inputs)
+            terms = self.model.loss_terms(images, training=True, inputs=inputs, step=step)
             # Divides by the global batch, so summing gradients over replicas gives the mean.
             loss = tf.nn.compute_average_loss(terms["objective"], global_batch_size=self.pipelines.config.batch_size)
             scaled_loss = self.optimizer.scale_loss(loss)
         gradients = self._global_batch_gradients(tape.gradient(scaled_loss, variables))
-        sums = summed_terms(terms)
+        sums = summed_terms(terms, self.model.reported_terms)
         if self.config.on_nan is not OnNonFinite.skip_batch:
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return sums, tf.constant(0.0)
@@ -195,10 +196,11 @@ class Trainer:
         return [tf.clip_by_norm(gradient, threshold) for gradient in mean]
 
     def _distributed_steps(self, iterator, num_steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        sums = tf.zeros(SUMS_SIZE)
+        sums = tf.zeros(self.sums_size)
         skipped = tf.constant(0.0)
-        for _ in tf.range(num_steps):
-            step_sums, step_skipped = self.strategy.run(self._replica_step, args=(next(iterator),))
+        for index in tf.range(num_steps):
+            step = self.global_step + tf.cast(index, tf.int64)
+            step_sums, step_skipped = self.strategy.run(self._replica_step, args=(next(iterator), step))
             sums += self.strategy.reduce(tf.distribute.ReduceOp.SUM, step_sums, axis=None)
             # Every replica reports the same flag.
             skipped += self.strategy.reduce(tf.distribute.ReduceOp.MEAN, step_skipped, axis=None)
@@ -214,6 +216,16 @@ class Trainer:
         if self.config.checkpoint_every_steps:
             limits.append(self.config.checkpoint_every_steps - self.step % self.config.checkpoint_every_steps)
         return min(limits)
+
+    def _optimization(self) -> dict[str, float]:
+        """The learning rate and, for VAEs, the KL term's weight in use at the next step."""
+        values = {"learning_rate": self.learning_rate}
+        if self.model.variational:
+            values["kl_weight"] = float(self.model.kl_weight_at(self.step))
+        return values
+
+    def _metrics(self, sums: np.ndarray) -> dict[str, float]:
+        return metrics_from_sums(sums, self.model.variational, self.model.reported_terms)
 
     def _check_finite(self, sums: np.ndarray) -> None:
         if not np.all(np.isfinite(sums)):
@@ -264,7 +276,7 @@ class Trainer:
         before its end."""
         total = self.pipelines.steps_per_epoch
         done = self._first_step_of(epoch)
-        epoch_sums, log_sums = (self.running_sums.numpy() if done else np.zeros((2, SUMS_SIZE)))
+        epoch_sums, log_sums = (self.running_sums.numpy() if done else np.zeros((2, self.sums_size)))
         dataset = self.pipelines.train(epoch).skip(done)
         iterator = self.epoch_iterator(dataset)
         interactive = self.config.progress_bar and sys.stdout.isatty()
@@ -284,8 +296,7 @@ class Trainer:
             epoch_sums += sums
             log_sums += sums
             if self.step % self.config.log_every_steps == 0 or done == total:
-                self.writers.scalars("train", self.step, {**metrics_from_sums(log_sums, self.model.variational),
-                                                          "learning_rate": self.learning_rate})
+                self.writers.scalars("train", self.step, {**self._metrics(log_sums), **self._optimization()})
                 log_sums[:] = 0
             if self.config.checkpoint_every_steps and self.step % self.config.checkpoint_every_steps == 0 \
                     and done < total:
@@ -294,7 +305,7 @@ class Trainer:
                 progress.update(done, values=[("loss", epoch_sums[0] / epoch_sums[-1])])
         seconds = time.perf_counter() - start
         images_per_second = (epoch_sums[-1] - images_before) / seconds
-        return metrics_from_sums(epoch_sums, self.model.variational), images_per_second, seconds
+        return self._metrics(epoch_sums), images_per_second, seconds
 
     def fit(self) -> History:
         history = History()
@@ -308,7 +319,7 @@ class Trainer:
                 test_metrics = self.evaluator.evaluate(self.pipelines.test())
                 self.epoch.assign(epoch + 1)
                 self.writers.scalars("test", self.step, test_metrics)
-                self._save(np.zeros(SUMS_SIZE), np.zeros(SUMS_SIZE))
+                self._save(np.zeros(self.sums_size), np.zeros(self.sums_size))
                 record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second,
                                      epoch_seconds)
                 history.epochs.append(record)

@@ -1,0 +1,155 @@
+"""The training objectives beyond the plain ELBO: KL warm-up, free bits, the continuous Bernoulli, the
+IWAE model and the learning-rate schedules."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import IMAGE_SHAPE, compose, synthetic_digits, tiny_overrides, train_tiny
+from vae_train.config import to_settings
+from vae_train.errors import ConfigError
+from vae_train.models import build_model
+from vae_train.models.base import Posterior, bernoulli_nll, continuous_bernoulli_log_normalizer
+from vae_train.runtime.precision import ComputePrecision
+from vae_train.training.optimizers import build_optimizer
+
+
+def model_of(*overrides: str, latent_dim: int = 3):
+    settings = to_settings(compose(list(overrides)))
+    return build_model(settings.model, latent_dim, IMAGE_SHAPE, seed=0)
+
+
+def images(count: int = 8) -> tf.Tensor:
+    return tf.constant(synthetic_digits(count, seed=4)[0][..., None] / 255.0, tf.float32)
+
+
+def test_kl_warmup_rises_linearly_to_beta():
+    model = model_of("model.kl_warmup_steps=100", "model.beta=2.0")
+    weights = [float(model.kl_weight_at(step)) for step in (0, 50, 100, 400)]
+    assert weights == [0.0, 1.0, 2.0, 2.0]
+    assert model_of("model.beta=2.0").kl_weight_at(0) == 2.0  # no warm-up
+
+
+def test_warmup_changes_the_objective_but_not_the_reported_figures():
+    model = model_of("model.kl_warmup_steps=100")
+    batch = images()
+    early = model.loss_terms(batch, training=True, noise=tf.random.Generator.from_seed(1), step=tf.constant(0))
+    late = model.loss_terms(batch, training=True, noise=tf.random.Generator.from_seed(1), step=tf.constant(100))
+    np.testing.assert_allclose(early["objective"], early["reconstruction"], rtol=1e-6)  # KL weighed by 0
+    np.testing.assert_allclose(late["objective"], late["reconstruction"] + late["kl"], rtol=1e-6)
+    np.testing.assert_allclose(early["loss"], early["reconstruction"] + early["kl"], rtol=1e-6)  # the true loss
+
+
+def test_free_bits_leave_the_gradient_of_a_dimension_below_the_threshold_at_zero():
+    model = model_of("model.free_bits=0.5", latent_dim=2)
+    mean = tf.Variable([[0.1, 3.0]])  # KL 0.005 nats in dimension 0, 4.5 in dimension 1
+    with tf.GradientTape() as tape:
+        term = model.kl_objective(Posterior(mean, tf.zeros_like(mean)))
+    gradient = tape.gradient(term, mean).numpy()
+    assert gradient[0, 0] == 0.0 and gradient[0, 1] == pytest.approx(3.0)
+    assert float(term[0]) == pytest.approx(0.5 + 4.5)
+    plain = model_of(latent_dim=2).kl_objective(Posterior(mean, tf.zeros_like(mean)))
+    assert float(plain[0]) == pytest.approx(0.005 + 4.5)
+
+
+@pytest.mark.parametrize("logit", [-20.0, -5.0, -0.7, -1e-4, 0.0, 2e-4, 0.3, 4.0, 30.0])
+def test_the_continuous_bernoulli_density_integrates_to_one_on_the_unit_interval(logit):
+    x = np.linspace(0.0, 1.0, 40_001, dtype=np.float64)
+    logits = np.full_like(x, logit)
+    cross_entropy = np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))
+    log_normalizer = continuous_bernoulli_log_normalizer(tf.constant(logits)).numpy()
+    assert np.trapezoid(np.exp(log_normalizer - cross_entropy), x) == pytest.approx(1.0, abs=2e-4)
+
+
+def test_the_continuous_bernoulli_loss_is_the_bernoulli_one_less_its_normalizer():
+    cb = model_of("model.decoder_distribution=continuous_bernoulli")
+    batch, logits = images(), tf.random.stateless_normal([8, 28, 28, 1], seed=[1, 2])
+    normalizer = tf.reduce_sum(continuous_bernoulli_log_normalizer(logits), axis=[1, 2, 3])
+    np.testing.assert_allclose(cb.reconstruction_loss(batch, logits), bernoulli_nll(batch, logits) - normalizer,
+                               rtol=1e-4)  # float32 sums of 784 terms
+    assert cb.has_likelihood
+
+
+def test_iwae_bound_is_no_looser_than_the_elbo_of_its_samples_and_is_its_objective():
+    model = model_of("model=iwae", "model.train_samples=5")
+    batch = images()
+    terms = model.loss_terms(batch, noise=tf.random.Generator.from_seed(3))
+    assert set(terms) == {"loss", "reconstruction", "kl", "iw_bound", "objective"}
+    np.testing.assert_array_equal(terms["objective"], terms["iw_bound"])
+    epsilon = tf.random.Generator.from_seed(3).normal([5, 8, 3])
+    weights, reconstructions = model.importance_samples(batch, epsilon)
+    np.testing.assert_allclose(terms["reconstruction"], tf.reduce_mean(reconstructions, axis=0), rtol=1e-5)
+    assert np.all(terms["iw_bound"].numpy() <= -tf.reduce_mean(weights, axis=0).numpy() + 1e-4)  # Jensen
+
+
+def test_iwae_trains_and_reports_its_bound(tiny_data_dir, tmp_path):
+    results = train_tiny(tiny_data_dir, tmp_path, "model=iwae", "model.train_samples=3", "evaluation.iw_samples=5",
+                         "evaluation.representation=false")
+    assert np.isfinite(results["test_iw_bound"]) and results["test_elbo"] == pytest.approx(-results["test_loss"])
+
+
+def test_kl_weight_is_logged_as_it_warms_up(tiny_data_dir, tmp_path):
+    train_tiny(tiny_data_dir, tmp_path, "model.kl_warmup_steps=8", "trainer.epochs=2", "trainer.log_every_steps=2",
+               "evaluation.iw_samples=0", "evaluation.representation=false")
+    from test_training import read_scalars
+
+    weights = read_scalars(tmp_path / "train")["optimization/kl_weight"]
+    assert [step for step, _ in weights] == [2, 4, 6, 8]
+    assert [value for _, value in weights] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+
+
+@pytest.mark.parametrize(("schedule", "warmup"), [("cosine", 0), ("warmup_cosine", 20)])
+def test_schedules_reach_their_end_values(schedule, warmup):
+    settings = to_settings(compose([f"optimizer.schedule={schedule}", f"optimizer.warmup_steps={warmup}",
+                                    "optimizer.learning_rate=0.01", "optimizer.final_learning_rate_fraction=0.1"]))
+    rate = build_optimizer(settings.optimizer, ComputePrecision("float32"), total_steps=100)._learning_rate
+    assert float(rate(0)) == pytest.approx(0.0 if warmup else 0.01)
+    if warmup:
+        assert float(rate(warmup // 2)) == pytest.approx(0.005)
+        assert float(rate(warmup)) == pytest.approx(0.01)
+    assert float(rate(100)) == pytest.approx(0.001)
+    constant = to_settings(compose(["optimizer.learning_rate=0.01"])).optimizer
+    assert float(build_optimizer(constant, ComputePrecision("float32"), 100).learning_rate) == pytest.approx(0.01)
+
+
+def test_a_resumed_run_follows_its_schedule(tiny_data_dir, tmp_path):
+    overrides = ["optimizer.schedule=cosine", "trainer.epochs=2", "evaluation.iw_samples=0",
+                 "evaluation.representation=false"]
+    train_tiny(tiny_data_dir, tmp_path, *overrides[:-3], "trainer.epochs=1", *overrides[2:])
+    train_tiny(tiny_data_dir, tmp_path, *overrides)
+    from test_training import read_scalars
+
+    rates = dict(read_scalars(tmp_path / "train")["optimization/learning_rate"])
+    assert rates[8] == pytest.approx(0.0, abs=1e-9)  # the end of a cosine decay over 8 steps, after the resume
+
+
+@pytest.mark.parametrize(("overrides", "phrase"), [
+    (["model.kl_warmup_steps=-1"], "model.kl_warmup_steps must be >= 0"),
+    (["model.free_bits=-0.5"], "model.free_bits must be >= 0"),
+    (["model.reconstruction_loss=mse", "model.decoder_distribution=continuous_bernoulli"],
+     "model.decoder_distribution=continuous_bernoulli is a likelihood, but model.reconstruction_loss=mse"),
+    (["optimizer.schedule=warmup_cosine"], "needs optimizer.warmup_steps > 0"),
+    (["model=iwae", "model.train_samples=0"], "model.train_samples must be >= 1"),
+])
+def test_bad_objective_settings_are_refused_at_composition(overrides, phrase):
+    with pytest.raises(ConfigError, match=phrase):
+        to_settings(compose(overrides))
+
+
+def test_an_unknown_schedule_lists_the_valid_ones():
+    with pytest.raises(Exception) as excinfo:
+        compose(["optimizer.schedule=linear"])
+    assert "expected one of [constant, cosine, warmup_cosine]" in str(excinfo.value.__cause__)
+
+
+def test_continuous_bernoulli_on_binarized_images_is_allowed_with_one_log_line(tiny_data_dir, tmp_path, caplog):
+    from vae_train.run.build import build_parts
+
+    settings = to_settings(compose([*tiny_overrides(tiny_data_dir), "model.decoder_distribution=continuous_bernoulli"]))
+    with caplog.at_level(logging.INFO):
+        build_parts(settings)
+    assert sum("meant for grey levels" in record.message for record in caplog.records) == 1
