@@ -15,6 +15,11 @@ from pathlib import Path
 
 from vae_train.runtime.host_cpu import cpu_flags, cpu_model
 
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 MATMUL_SIZE = 2048
 
 

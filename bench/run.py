@@ -32,14 +32,12 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from bench import machine  # noqa: E402  (no TensorFlow yet: the CLI is timed first)
+from bench.machine import log  # noqa: E402
 
-SECTIONS = ("cli", "headline", "same_results", "levers", "layout", "threads", "sweep", "profile", "end_to_end")
+SECTIONS = ("cli", "headline", "same_results", "levers", "layout", "threads", "sweep", "profile", "end_to_end",
+            "evaluation", "whole_runs")
 BATCH_SIZES = (32, 64, 128, 256)
 MODELS = ("dense_ae", "conv_ae", "cvae")
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -506,6 +504,17 @@ class Bench:
         }
         log(f"  last epoch {results['images_per_second']:.0f} images/s, {wall:.1f} s, "
             f"peak RSS {peak_rss_kb / 1024:.0f} MB")
+
+    def evaluation(self) -> None:
+        from bench import runs
+
+        log("evaluation: the test figures and the IWAE bound against the training step")
+        self.results["evaluation"] = runs.evaluation(self)
+
+    def whole_runs(self) -> None:
+        from bench import runs
+
+        self.results["whole_runs"] = runs.whole_runs(self)
 
     # ---- driver ---------------------------------------------------------------------------------
 

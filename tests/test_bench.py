@@ -83,3 +83,15 @@ def test_layout_stacks_compute_the_same_function_in_both_layouts():
     np.testing.assert_allclose(tf.transpose(logits_first, [0, 2, 3, 1]), last(images), rtol=1e-4, atol=1e-5)
     steps = layout.training_steps("channels_first", images)
     assert np.isfinite(steps(tf.constant(2)).numpy())
+
+
+def test_the_tutorial_reference_script_is_recipe_a():
+    from bench import tutorial_cvae
+
+    model = tutorial_cvae.CVAE(latent_dim=2)
+    # The parameter counts of the TensorFlow tutorial's inference and generative nets at latent_dim 2.
+    assert (model.encoder.count_params(), model.decoder.count_params()) == (28_036, 41_953)
+    images = tutorial_cvae.preprocess(np.array([[[0, 127], [128, 255]]] * 2, np.uint8).repeat(14, 1).repeat(14, 2))
+    assert images.shape == (2, 28, 28, 1) and set(np.unique(images)) == {0.0, 1.0}
+    assert images[0, 0, 14, 0] == 0.0 and images[0, 14, 0, 0] == 1.0  # 127 is below half, 128 is not
+    assert np.isfinite(float(tutorial_cvae.compute_loss(model, tf.constant(images))))

@@ -57,38 +57,85 @@ def deterministic_overrides(data_dir: Path, epochs: int) -> list[str]:
             "trainer.checkpoint_every_steps=3", "trainer.log_every_steps=5", "model=conv_ae"]
 
 
-def test_killed_runs_resume_to_exactly_the_uninterrupted_result(longer_data_dir, tmp_path):
-    overrides = deterministic_overrides(longer_data_dir, epochs=3)
+STEPS_PER_EPOCH = 512 // 16  # longer_data_dir at batch 16
+
+
+def writing_a_checkpoint(run_dir: Path) -> bool:
+    """Whether TensorFlow is in the middle of writing a checkpoint (its temporary files exist)."""
+    folder = run_dir / "checkpoints"
+    return folder.is_dir() and any("_temp" in path.name for path in folder.iterdir())
+
+
+def kill_at(process: subprocess.Popen, run_dir: Path, kind: str, step: int, rng: random.Random) -> bool:
+    """SIGKILL ``process`` once its latest checkpoint reaches ``step``: ``anywhere`` after a random
+    pause (mid-step, mid-evaluation...), ``checkpoint_write`` inside the next checkpoint's write, or
+    ``epoch_end`` inside the epoch-end work (test figures, pictures) after an epoch's checkpoint."""
+    deadline = time.monotonic() + 120
+    while latest_step(run_dir) < step and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    if kind == "checkpoint_write":
+        while not writing_a_checkpoint(run_dir) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.0005)
+    else:
+        time.sleep(rng.uniform(0, 0.05) if kind == "anywhere" else rng.uniform(0, 0.3))
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    return True
+
+
+def assert_killed_runs_resume_exactly(data_dir: Path, tmp_path: Path, points: list[tuple[str, int]],
+                                      rng: random.Random, extra: tuple[str, ...] = ()) -> int:
+    """Train straight through, and again killed at each of ``points`` and resumed each time: the
+    same steps, figures and checkpoint tensors, bit for bit, and no checkpoint lost. The kills made."""
+    overrides = [*deterministic_overrides(data_dir, epochs=3), *extra]
     straight = tmp_path / "straight"
     subprocess.run([*CLI, *overrides, f"hydra.run.dir={straight}"], env=cli_env(), check=True,
-                   capture_output=True, timeout=300)
+                   capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
-    rng = random.Random(7)
     kills = 0
-    for target in sorted(rng.sample(range(3, 90), 3)):
+    for kind, step in points:
+        before = latest_step(killed)
         process = subprocess.Popen([*CLI, *overrides, f"hydra.run.dir={killed}"], env=cli_env(),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while latest_step(killed) < target and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0, 0.05))  # anywhere: mid-step, mid-checkpoint-write, mid-evaluation
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait(timeout=60)
-    assert kills >= 2, "the run finished before it could be killed; the test lost its point"
+        kills += kill_at(process, killed, kind, step, rng)
+        assert latest_step(killed) >= before, "a kill lost a checkpoint"
     subprocess.run([*CLI, *overrides, f"hydra.run.dir={killed}"], env=cli_env(), check=True,
-                   capture_output=True, timeout=300)
+                   capture_output=True, timeout=600)
 
     expected, resumed = (json.loads((d / "results.json").read_text()) for d in (straight, killed))
-    assert resumed["steps"] == expected["steps"] == 3 * 32
+    assert resumed["steps"] == expected["steps"] == 3 * STEPS_PER_EPOCH
     for key in ("train_loss", "test_loss", "test_reconstruction"):
         assert resumed[key] == expected[key], key
     expected_tensors, resumed_tensors = checkpoint_tensors(straight), checkpoint_tensors(killed)
     assert expected_tensors.keys() == resumed_tensors.keys()
     for name, value in expected_tensors.items():
         np.testing.assert_array_equal(resumed_tensors[name], value, err_msg=name)
+    return kills
+
+
+def test_killed_runs_resume_to_exactly_the_uninterrupted_result(longer_data_dir, tmp_path):
+    rng = random.Random(7)
+    points = [("anywhere", step) for step in sorted(rng.sample(range(3, 90), 3))]
+    kills = assert_killed_runs_resume_exactly(longer_data_dir, tmp_path, points, rng)
+    assert kills >= 2, "the run finished before it could be killed; the test lost its point"
+
+
+@pytest.mark.slow
+def test_ten_random_kills_over_a_full_epoch_resume_exactly(longer_data_dir, tmp_path):
+    """Ten seeded points over the second epoch: inside the epoch-end work (test figures, pictures,
+    projector) at both its ends, and between them anywhere or inside a checkpoint's write; a denoiser,
+    whose corruption's random state is in the checkpoint too."""
+    rng = random.Random(2026)
+    inside = sorted(rng.sample(range(STEPS_PER_EPOCH + 1, 2 * STEPS_PER_EPOCH), 8))
+    kinds = ["anywhere", "checkpoint_write"] * 4
+    rng.shuffle(kinds)
+    points = [("epoch_end", STEPS_PER_EPOCH), *zip(kinds, inside, strict=True), ("epoch_end", 2 * STEPS_PER_EPOCH)]
+    kills = assert_killed_runs_resume_exactly(longer_data_dir, tmp_path, points, rng,
+                                              extra=("corruption=masking", "corruption.rate=0.3"))
+    assert kills == 10
 
 
 def wait_for_checkpoint(run_dir: Path, process: subprocess.Popen, timeout: float = 120) -> None:
