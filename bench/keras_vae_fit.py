@@ -10,7 +10,6 @@ the two runs' figures compare.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,17 +22,13 @@ if str(ROOT) not in sys.path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+    from bench.tutorial_cvae import parse_arguments, read_idx_images
+
+    args = parse_arguments(__doc__.split("\n\n")[0])
     import keras
     import tensorflow as tf
 
     from bench.reference import PIXELS, as_float_images, build_reference
-    from bench.tutorial_cvae import read_idx_images
 
     keras.utils.set_random_seed(args.seed)
     train = read_idx_images(args.data / "train-images-idx3-ubyte.gz")

@@ -111,13 +111,18 @@ def save_picture(model: CVAE, test_sample, path: Path) -> None:
     plt.close(figure)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
+def parse_arguments(description: str) -> argparse.Namespace:
+    """The reference scripts' arguments: the data folder, the epochs, the output folder, the seed."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments(__doc__.split("\n\n")[0])
     tf.random.set_seed(args.seed)
     args.output.mkdir(parents=True, exist_ok=True)
     train_images = preprocess(read_idx_images(args.data / "train-images-idx3-ubyte.gz"))

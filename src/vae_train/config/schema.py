@@ -293,30 +293,31 @@ class GaussianCorruptionConfig(CorruptionConfig):
         _require(self.std >= 0, f"corruption.std must be >= 0 (a standard deviation), got {self.std}.")
 
 
-def _require_rate(rate: float) -> None:
-    _require(0.0 <= rate <= 1.0, f"corruption.rate must be in [0, 1] (a share of the pixels), got {rate}.")
+@dataclass
+class PixelShareCorruptionConfig(CorruptionConfig):
+    """A corruption of a share ``rate`` of the pixels."""
+
+    rate: float = MISSING
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.rate <= 1.0,
+                 f"corruption.rate must be in [0, 1] (a share of the pixels), got {self.rate}.")
 
 
 @option_schema("corruption", "salt_pepper")
 @dataclass
-class SaltPepperCorruptionConfig(CorruptionConfig):
+class SaltPepperCorruptionConfig(PixelShareCorruptionConfig):
     """A share ``rate`` of the pixels set to 0 or 1, half each."""
 
     rate: float = 0.2
 
-    def __post_init__(self) -> None:
-        _require_rate(self.rate)
-
 
 @option_schema("corruption", "masking")
 @dataclass
-class MaskingCorruptionConfig(CorruptionConfig):
+class MaskingCorruptionConfig(PixelShareCorruptionConfig):
     """A share ``rate`` of the pixels set to 0."""
 
     rate: float = 0.5
-
-    def __post_init__(self) -> None:
-        _require_rate(self.rate)
 
 
 class ManifoldKind(Enum):

@@ -34,6 +34,14 @@ HPARAMS_METRICS: tuple[tuple[str, str, str, str], ...] = (
     ("test", "kl", "test KL", "Test KL divergence to the prior (VAEs), nats per image."),
     ("train", "loss", "train loss", "Training loss of the last epoch, nats per image."),
     ("train", "images_per_second", "images/s", "Training throughput."),
+    ("test", "nll_iw", "test NLL bound", "The importance-weighted bound on the test negative log-likelihood (VAEs)."),
+    ("test", "probe_accuracy", "probe accuracy", "A logistic regression on the codes, test accuracy."),
+    ("test", "pca_probe_accuracy", "PCA probe accuracy", "The same on PCA's codes of the same size."),
+    ("test", "knn_accuracy", "k-NN accuracy", "k-nearest neighbours among the training codes, test accuracy."),
+    ("test", "kmeans_accuracy", "k-means accuracy", "k-means on the test codes, clusters matched to classes."),
+    ("test", "kmeans_nmi", "k-means NMI", "The normalized mutual information of k-means' clusters and the classes."),
+    ("test", "active_units", "active units", "Latent dimensions whose posterior mean varies (VAEs)."),
+    ("test", "anomaly_auroc_reconstruction", "AUROC (reconstruction)", "One-class runs: its AUROC."),
 )
 # A job's outcome (the summary's status) as the dashboard's session status; a job stopped by a
 # signal, which the same command resumes, stays unknown.

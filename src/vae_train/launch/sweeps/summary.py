@@ -26,6 +26,8 @@ SUMMARY_MD = "summary.md"
 # The order of the summary's metric columns; results.json keys not named here follow.
 _LEADING_METRICS = ("test_loss", "test_elbo", "test_reconstruction", "test_kl", "train_loss")
 _TRAILING_METRICS = ("epochs", "steps", "parameters", "images_per_second")
+# The end-of-run figures of results.json, by the start of their names: anomaly detection, the codes'.
+_ANALYSIS_FIGURES = ("anomaly_", "probe_", "knn_", "kmeans_", "pca_", "active_units")
 _SUMMARY_ERROR_CHARS = 300
 
 
@@ -111,7 +113,8 @@ def _metric_columns(rows: Sequence[JobRow]) -> list[str]:
         for key, value in row.results.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 present[key] = None
-    metrics = [key for key in present if key.startswith(("test_", "train_")) or key in _TRAILING_METRICS]
+    metrics = [key for key in present
+               if key.startswith(("test_", "train_", *_ANALYSIS_FIGURES)) or key in _TRAILING_METRICS]
     leading = [key for key in _LEADING_METRICS if key in metrics]
     trailing = [key for key in _TRAILING_METRICS if key in metrics]
     middle = sorted(key for key in metrics if key not in leading and key not in trailing)
