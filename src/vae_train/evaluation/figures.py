@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from vae_train.config import ExtraMetric
@@ -49,7 +50,8 @@ class Evaluator:
     A VAE's figures depend on the posterior samples drawn; drawing them from a stream reset to
     the same seed at every evaluation makes epochs comparable and re-evaluation reproducible. One
     call of a compiled function goes through the whole test set, so an evaluation costs what its
-    forward passes cost, and each run traces it once.
+    forward passes cost, and each run traces it once. The codes (posterior means) of the test images,
+    a by-product, are kept as ``test_codes``, in the dataset's order, for the pictures.
     """
 
     def __init__(self, model: Autoencoder, strategy: tf.distribute.Strategy, jit_compile: bool = False,
@@ -67,10 +69,12 @@ class Evaluator:
             self.corruption_noise = tf.random.Generator.from_seed(seed + CORRUPTION_SEED_OFFSET)
         self._replica_sums = run_function(self._sums, jit_compile=True) if jit_compile else self._sums
         self._sums_over = run_function(self._distributed_sums_over)
+        self.test_codes: np.ndarray | None = None
 
-    def _sums(self, images: tf.Tensor) -> tf.Tensor:
-        """The sums of :func:`summed_terms`, then the sums of the extra figures."""
-        terms = self.model.loss_terms(images, training=False, noise=self.noise)
+    def _sums(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The sums of :func:`summed_terms`, then the sums of the extra figures; and the batch's codes."""
+        posterior = self.model.posterior(images)
+        terms = self.model.loss_terms(images, training=False, noise=self.noise, posterior=posterior)
         extras = [terms["objective"]] if self.model.reports_recipe_loss else []
         if self.metrics:
             logits = self.model(images)
@@ -80,20 +84,24 @@ class Evaluator:
             denoised = tf.sigmoid(self.model(corrupted))  # from the posterior mean
             extras += [self.model.loss_terms(images, training=False, noise=self.noise, inputs=corrupted)["loss"],
                        psnr(images, denoised), psnr(images, corrupted)]
-        return tf.concat([summed_terms(terms, self.model.reported_terms), [tf.reduce_sum(extra) for extra in extras]],
+        sums = tf.concat([summed_terms(terms, self.model.reported_terms), [tf.reduce_sum(extra) for extra in extras]],
                          axis=0)
+        return sums, posterior.mean
 
-    def _distributed_sums_over(self, dataset) -> tf.Tensor:
+    def _distributed_sums_over(self, dataset) -> tuple[tf.Tensor, tf.Tensor]:
         total = tf.zeros([self.sums_size + len(self.extra_names)], tf.float64)  # float64: sums of 10^4 losses
+        codes = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
         for images in dataset:
-            per_replica = self.strategy.run(self._replica_sums, args=(images,))
-            total += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64)
-        return total
+            sums, means = self.strategy.run(self._replica_sums, args=(images,))
+            total += tf.cast(self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None), tf.float64)
+            codes = codes.write(codes.size(), self.strategy.gather(means, axis=0))
+        return total, codes.concat()
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         self.noise.reset_from_seed(self.seed)
         self.corruption_noise.reset_from_seed(self.seed + CORRUPTION_SEED_OFFSET)
-        sums = self._sums_over(distribute_input(self.strategy, dataset)).numpy()
+        sums, codes = self._sums_over(distribute_input(self.strategy, dataset))
+        sums, self.test_codes = sums.numpy(), codes.numpy()
         terms, extras = sums[:self.sums_size], sums[self.sums_size:]
         figures = metrics_from_sums(terms, self.model.variational, self.model.reported_terms)
         figures.update({name: float(total / terms[-1]) for name, total in zip(self.extra_names, extras, strict=True)})

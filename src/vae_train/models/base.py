@@ -170,7 +170,8 @@ class Autoencoder(keras.Model):
         return self.decode(self.posterior(images, training).mean, training)
 
     def loss_terms(self, images: tf.Tensor, training: bool = False, noise: tf.random.Generator | None = None,
-                   inputs: tf.Tensor | None = None, step: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+                   inputs: tf.Tensor | None = None, step: tf.Tensor | None = None,
+                   posterior: Posterior | None = None) -> dict[str, tf.Tensor]:
         """Per-example ``loss``, ``reconstruction`` and ``kl`` in nats per image (the true figures,
         whatever the training objective does), and the ``objective`` the optimizer minimizes.
 
@@ -178,9 +179,10 @@ class Autoencoder(keras.Model):
         ``inputs``: what the encoder sees, when not ``images`` themselves (a corrupted copy, for a
         denoiser); the reconstruction is always scored against ``images``. ``step``: the training
         step, for a KL warm-up; in training, free bits apply to the objective's KL term. Outside
-        training the objective is the recipe's loss: the figures reduced as configured.
+        training the objective is the recipe's loss: the figures reduced as configured. ``posterior``:
+        q(z|inputs), when the caller has it already.
         """
-        posterior = self.posterior(images if inputs is None else inputs, training)
+        posterior = posterior or self.posterior(images if inputs is None else inputs, training)
         logits = self.decode(posterior.sample(noise or self.noise), training)
         reconstruction = self.reconstruction_loss(images, logits)
         kl = posterior.kl_to_standard_normal()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from vae_train.models.base import Posterior
 from vae_train.models.cvae import ConvVAE
 from vae_train.models.registry import register_model
 from vae_train.models.terms import TERMS
@@ -18,8 +19,9 @@ class IWAE(ConvVAE):
     reported_terms = (*TERMS, "iw_bound")
 
     def loss_terms(self, images: tf.Tensor, training: bool = False, noise: tf.random.Generator | None = None,
-                   inputs: tf.Tensor | None = None, step: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        posterior = self.posterior(images if inputs is None else inputs, training)
+                   inputs: tf.Tensor | None = None, step: tf.Tensor | None = None,
+                   posterior: Posterior | None = None) -> dict[str, tf.Tensor]:
+        posterior = posterior or self.posterior(images if inputs is None else inputs, training)
         samples = self.config.train_samples
         epsilon = (noise or self.noise).normal([samples, tf.shape(images)[0], self.latent_dim])
         weights, reconstructions = self.importance_samples(images, epsilon, posterior, training)

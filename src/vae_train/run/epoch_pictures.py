@@ -38,7 +38,11 @@ class TensorBoardPictures:
     def __call__(self, record: EpochRecord) -> None:
         if record.epoch % self.config.every_n_epochs and record.epoch != self.last_epoch:
             return
-        codes = self.pictures.codes() if len(self.pictures.code_images) else None
+        codes = None
+        if len(self.pictures.code_images):
+            # The test figures' codes of the same images, when they cover them: no second encoding.
+            covered = record.test_codes is not None and len(record.test_codes) >= len(self.pictures.code_images)
+            codes = record.test_codes[:len(self.pictures.code_images)] if covered else self.pictures.codes()
         # Rounded here, not by TensorBoard (which truncates), so the PNGs of vae-eval are the same, but
         # enlarged to be read at TensorBoard's card size.
         pictures = {name: enlarged(to_uint8(picture)) for name, picture in self.pictures.render(codes).items()}

@@ -47,6 +47,9 @@ CORRUPTION_SEED_OFFSET = 7919
 class TestFigures(Protocol):
     """What gives the test figures after each epoch (vae_train.evaluation.figures.Evaluator)."""
 
+    # The codes (posterior means) of the images of the last evaluation, in order, if it keeps them.
+    test_codes: np.ndarray | None
+
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]: ...
 
 
@@ -59,6 +62,7 @@ class EpochRecord:
     images_per_second: float
     epoch_seconds: float  # training steps only
     between_epochs_seconds: float = 0.0  # test figures, checkpoint and epoch-end hooks; set after the hooks
+    test_codes: np.ndarray | None = None  # the test images' codes, in order, as the test figures found them
 
 
 @dataclass
@@ -321,7 +325,7 @@ class Trainer:
                 self.writers.scalars("test", self.step, test_metrics)
                 self._save(np.zeros(self.sums_size), np.zeros(self.sums_size))
                 record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second,
-                                     epoch_seconds)
+                                     epoch_seconds, test_codes=self.evaluator.test_codes)
                 history.epochs.append(record)
                 for hook in self.epoch_end_hooks:
                     hook(record)
