@@ -21,6 +21,7 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from conftest import compose
 from vae_train.config import (
+    GROUP_SCHEMAS,
     MAX_LATENT_DIM,
     AdamConfig,
     Binarize,
@@ -180,12 +181,13 @@ def test_cli_help_lists_every_group_and_its_options(tmp_path):
     groups = {}
     for line in result.stdout.splitlines():
         group, sep, options = line.partition(": ")
-        if sep and group in ("data", "model", "optimizer", "trainer"):
+        if sep and group in ("data", "model", "optimizer", "corruption", "trainer"):
             groups[group] = {option.strip() for option in options.split(",")}
     assert groups == {
         "data": set(DATASETS),
-        "model": set(MODEL_SCHEMAS),
+        "model": set(GROUP_SCHEMAS["model"]),
         "optimizer": set(OPTIMIZER_SCHEMAS),
+        "corruption": {"none", "gaussian", "salt_pepper", "masking"},
         "trainer": {"default"},
     }
     assert list(tmp_path.iterdir()) == []  # --help runs nothing, so writes nothing

@@ -145,7 +145,7 @@ def wait_for_checkpoint(run_dir: Path, process: subprocess.Popen, timeout: float
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("sent", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sent", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_signal_saves_a_checkpoint_marks_results_unfinished_and_resume_continues(
         longer_data_dir, tmp_path, sent):
     overrides = [*tiny_overrides(longer_data_dir, batch_size=16), "trainer.epochs=1000",
@@ -229,6 +229,7 @@ def test_clipnorm_bounds_each_update(tiny_data_dir, tmp_path):
     assert all(0 < distance <= 0.001 * (1 + 1e-4) for distance in moved), moved
 
 
+@pytest.mark.slow  # the kill test checks determinism bit for bit; this, the curves of two whole runs
 def test_same_seed_gives_identical_loss_curves(tiny_data_dir, tmp_path):
     overrides = ["trainer.deterministic=true", "trainer.log_every_steps=1", "trainer.epochs=2"]
     first = train_tiny(tiny_data_dir, tmp_path / "a", *overrides)
@@ -320,7 +321,13 @@ def fingerprint(run_dir: Path) -> dict[str, str]:
             if path.is_file() and ".hydra" not in path.parts and path.suffix != ".log"}
 
 
-@pytest.mark.parametrize("case", list(CATALOGUE))
+# Damaged data files are each refused in-process by tests/test_data.py; through the command line, the
+# default run checks two of them and make test-slow the rest.
+SLOW_CASES = {"truncated gzip", "wrong magic", "wrong image size", "checksum mismatch", "unknown training class"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_CASES else case
+                                  for case in CATALOGUE])
 def test_bad_input_gets_one_paragraph_and_a_non_zero_exit(case, finished_run, tiny_data_dir, tmp_path):
     overrides, damage, phrase = CATALOGUE[case]
     data_dir = _damaged_copy(tiny_data_dir, tmp_path / "mnist", damage) if damage else tiny_data_dir
