@@ -45,18 +45,23 @@ def test_batches(tiny_data_dir) -> tf.data.Dataset:
 def test_mean_log_weight_is_the_elbo(vae, test_batches):
     """The log weights' mean over samples estimates the ELBO, as the losses do with many draws."""
     images = next(iter(test_batches))[:16]
-    log_weights = vae.log_importance_weights(images, tf.random.Generator.from_seed(3).normal([100, 16, 2]))
-    terms = vae.loss_terms(tf.tile(images, [100, 1, 1, 1]), noise=tf.random.Generator.from_seed(4))
-    elbo = -tf.reduce_mean(tf.reshape(terms["reconstruction"] + terms["kl"], [100, 16]), axis=0)
+    draws = 400  # per image: the Monte Carlo spread of the two means is then within the tolerance
+    log_weights = vae.log_importance_weights(images, tf.random.Generator.from_seed(3).normal([draws, 16, 2]))
+    terms = vae.loss_terms(tf.tile(images, [draws, 1, 1, 1]), noise=tf.random.Generator.from_seed(4))
+    elbo = -tf.reduce_mean(tf.reshape(terms["reconstruction"] + terms["kl"], [draws, 16]), axis=0)
     mean_log_weight = tf.reduce_mean(log_weights, axis=0)
     np.testing.assert_allclose(mean_log_weight, elbo, rtol=0.02)
     assert float(tf.reduce_mean(mean_log_weight)) == pytest.approx(float(tf.reduce_mean(elbo)), rel=0.005)
 
 
-def test_one_sample_estimate_matches_minus_elbo(vae, finished_run, test_batches):
-    _, results = finished_run
-    estimates = [importance_weighted_nll(vae, test_batches, 1, seed=seed) for seed in range(5)]
-    assert np.mean(estimates) == pytest.approx(-results["test_elbo"], rel=0.01)
+def test_one_sample_estimate_matches_minus_elbo(vae, test_batches):
+    # Both estimate -ELBO, one with the Monte Carlo KL and one with the analytic: over 20 draws each,
+    # their means agree (one draw over 64 images spreads by ~3 nats).
+    estimates = [importance_weighted_nll(vae, test_batches, 1, seed=seed) for seed in range(20)]
+    images = next(iter(test_batches))
+    losses = [float(tf.reduce_mean(vae.loss_terms(images, noise=tf.random.Generator.from_seed(seed))["loss"]))
+              for seed in range(20)]
+    assert np.mean(estimates) == pytest.approx(np.mean(losses), rel=0.005)
 
 
 def test_estimate_tightens_as_samples_grow_and_stays_below_minus_elbo(vae, test_batches):

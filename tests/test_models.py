@@ -70,11 +70,11 @@ def test_shapes(name):
 @pytest.mark.parametrize(
     ("name", "latent_dim", "overrides", "encoder", "decoder"),
     [
-        # C, the Keras VAE example: the default cvae.
-        ("cvae", 2, [], 69_076, 65_089),
+        # C, the Keras VAE example: the conv autoencoder's layers with a Dense(16).
+        ("cvae", 2, ["model.hidden_units=[16]", "model.decoder_hidden_units=[]"], 69_076, 65_089),
         # A, the TensorFlow tutorial: valid padding, no dense layer, a 7x7x32 decoder start.
-        ("cvae", 2, ["model.encoder_padding=valid", "model.hidden_units=[]", "model.decoder_start_channels=32"],
-         28_036, 41_953),
+        ("cvae", 2, ["model.encoder_padding=valid", "model.hidden_units=[]", "model.decoder_hidden_units=[]",
+                     "model.decoder_start_channels=32"], 28_036, 41_953),
         # B, the Hands-On ML stacked autoencoder, 784-100-30-100-784.
         ("dense_ae", 30, ["model.hidden_units=[100]", "model.activation=selu", "model.code_activation=selu"],
          81_530, 82_284),

@@ -24,6 +24,22 @@ log = logging.getLogger(__name__)
 # Test images per batch of the evaluations: a forward pass only, so several times a training batch
 # keeps the kernels busy with fewer calls (measured by `make bench`).
 TEST_BATCH = 512
+
+
+@dataclass(frozen=True)
+class InMemoryBatches:
+    """A split's images held in memory as one tensor, read in order in batches of ``batch_size``.
+
+    The evaluations loop over it inside one compiled call, slicing the tensor: on 2 cores that ran 1.6x
+    as fast as a loop over a tf.data pipeline of the same batches, whose threads took turns with the
+    model's (9,700 against 5,800 images/s for the default cvae, measured). ``dataset()`` gives the same
+    batches as a tf.data pipeline, for the strategies that distribute them."""
+
+    images: tf.Tensor  # (count, height, width, channels) float32 in [0, 1], on the host
+    batch_size: int
+
+    def dataset(self) -> tf.data.Dataset:
+        return tf.data.Dataset.from_tensor_slices(self.images).batch(self.batch_size)
 # A split read in order has its dynamic binarization drawn once, as if it were this epoch.
 _IN_ORDER_EPOCHS = {"test": 2**31 - 1, "train": 2**31 - 2}
 
@@ -153,6 +169,7 @@ class ImagePipelines:
         self._test = tf.data.Dataset.from_tensor_slices(test_images)
         self.train_size = len(train_images)
         self.test_size = len(test_images)
+        self._test_batches: InMemoryBatches | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -200,10 +217,22 @@ class ImagePipelines:
                 .shuffle(self.config.shuffle_buffer, seed=self._epoch_seed(epoch), reshuffle_each_iteration=False)
                 .batch(batch, drop_remainder=True))
 
+    @property
+    def test_batch_size(self) -> int:
+        return max(TEST_BATCH, self.config.batch_size)
+
     def test(self) -> tf.data.Dataset:
         """The whole test split in order, in batches of TEST_BATCH (or the training batch if larger); a
         dynamic binarization uses one fixed draw."""
-        return self.in_order("test", max(TEST_BATCH, self.config.batch_size))
+        return self.in_order("test", self.test_batch_size)
+
+    def test_batches(self) -> InMemoryBatches:
+        """The batches of :meth:`test`, held in memory (made once)."""
+        if self._test_batches is None:
+            with tf.device("/cpu:0"):
+                images = tf.concat(list(self.test()), axis=0)
+            self._test_batches = InMemoryBatches(images, self.test_batch_size)
+        return self._test_batches
 
     def in_order(self, split: str, batch_size: int | None = None) -> tf.data.Dataset:
         """All of ``split`` ("train" or "test") in file order, for evaluation and encoding; a dynamic

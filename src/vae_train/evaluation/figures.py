@@ -10,9 +10,10 @@ import tensorflow as tf
 
 from vae_train.config import ExtraMetric
 from vae_train.data.corruption import Corrupt
+from vae_train.data.pipeline import InMemoryBatches
 from vae_train.models import Autoencoder
 from vae_train.models.terms import metrics_from_sums, summed_terms, sums_size
-from vae_train.runtime.devices import distribute_input
+from vae_train.runtime.devices import distribute_input, trains_on_host_cpu
 from vae_train.runtime.functions import run_function
 
 # Reported when the optimizer minimizes something other than ``loss`` (a recipe's own definition).
@@ -69,6 +70,7 @@ class Evaluator:
             self.corruption_noise = tf.random.Generator.from_seed(seed + CORRUPTION_SEED_OFFSET)
         self._replica_sums = run_function(self._sums, jit_compile=True) if jit_compile else self._sums
         self._sums_over = run_function(self._distributed_sums_over)
+        self._sums_over_tensor = run_function(self._sums_over_slices)
         self.test_codes: np.ndarray | None = None
 
     def _sums(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -97,10 +99,25 @@ class Evaluator:
             codes = codes.write(codes.size(), self.strategy.gather(means, axis=0))
         return total, codes.concat()
 
-    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+    def _sums_over_slices(self, images: tf.Tensor, batch_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """As :meth:`_distributed_sums_over`, over the batches of an in-memory tensor (one host replica)."""
+        total = tf.zeros([self.sums_size + len(self.extra_names)], tf.float64)
+        codes = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+        for start in tf.range(0, tf.shape(images)[0], batch_size):
+            sums, means = self._replica_sums(images[start:start + batch_size])
+            total += tf.cast(sums, tf.float64)
+            codes = codes.write(codes.size(), means)
+        return total, codes.concat()
+
+    def evaluate(self, test: InMemoryBatches | tf.data.Dataset) -> dict[str, float]:
+        """The figures of ``test``'s images (batched, in order); the same figures from either form."""
         self.noise.reset_from_seed(self.seed)
         self.corruption_noise.reset_from_seed(self.seed + CORRUPTION_SEED_OFFSET)
-        sums, codes = self._sums_over(distribute_input(self.strategy, dataset))
+        if isinstance(test, InMemoryBatches) and trains_on_host_cpu(self.strategy):
+            sums, codes = self._sums_over_tensor(test.images, tf.constant(test.batch_size))
+        else:
+            dataset = test.dataset() if isinstance(test, InMemoryBatches) else test
+            sums, codes = self._sums_over(distribute_input(self.strategy, dataset))
         sums, self.test_codes = sums.numpy(), codes.numpy()
         terms, extras = sums[:self.sums_size], sums[self.sums_size:]
         figures = metrics_from_sums(terms, self.model.variational, self.model.reported_terms)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from vae_train.data.pipeline import InMemoryBatches
 from vae_train.models import Autoencoder, VariationalAutoencoder
 from vae_train.runtime.functions import run_function
 
@@ -14,50 +15,69 @@ from vae_train.runtime.functions import run_function
 IW_DECODES_PER_CALL = 2048
 
 
+def _batch_summaries(model: VariationalAutoencoder, images: tf.Tensor, noise: tf.random.Generator,
+                     num_samples: tf.Tensor, decodes_per_chunk: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per image of a batch: the mean and the log-mean-exp of ``num_samples`` log importance weights."""
+    batch = tf.shape(images)[0]
+    # All of a batch's noise at once, in the order the bound has always drawn it.
+    epsilon = noise.normal([num_samples, batch, model.latent_dim])
+    posterior = model.posterior(images)  # the encoder once per image, whatever the chunks
+    chunk = tf.maximum(1, decodes_per_chunk // batch)
+    log_sum = tf.fill([batch], -float("inf"))
+    weight_sum = tf.zeros([batch])
+    for start in tf.range(0, num_samples, chunk):
+        weights = model.log_importance_weights(images, epsilon[start:start + chunk], posterior)
+        log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(weights, axis=0)]), axis=0)
+        weight_sum += tf.reduce_sum(weights, axis=0)
+    count = tf.cast(num_samples, tf.float32)
+    return weight_sum / count, log_sum - tf.math.log(count)
+
+
+# Module level: one trace per model serves every test set and sample count.
 @run_function(reduce_retracing=True)
-def _log_weight_summaries(model: VariationalAutoencoder, dataset: tf.data.Dataset, noise: tf.random.Generator,
-                          num_samples: tf.Tensor, decodes_per_chunk: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per image of ``dataset``: the mean and the log-mean-exp of ``num_samples`` log importance weights.
-    Module level: one trace per model serves every dataset and sample count."""
+def _summaries_over_dataset(model, dataset: tf.data.Dataset, noise, num_samples, decodes_per_chunk):
     means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
     log_means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
     for images in dataset:
-        batch = tf.shape(images)[0]
-        # All of a batch's noise at once, in the order the bound has always drawn it.
-        epsilon = noise.normal([num_samples, batch, model.latent_dim])
-        posterior = model.posterior(images)  # the encoder once per image, whatever the chunks
-        chunk = tf.maximum(1, decodes_per_chunk // batch)
-        log_sum = tf.fill([batch], -float("inf"))
-        weight_sum = tf.zeros([batch])
-        for start in tf.range(0, num_samples, chunk):
-            weights = model.log_importance_weights(images, epsilon[start:start + chunk], posterior)
-            log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(weights, axis=0)]), axis=0)
-            weight_sum += tf.reduce_sum(weights, axis=0)
-        count = tf.cast(num_samples, tf.float32)
-        means = means.write(means.size(), weight_sum / count)
-        log_means = log_means.write(log_means.size(), log_sum - tf.math.log(count))
+        mean, log_mean = _batch_summaries(model, images, noise, num_samples, decodes_per_chunk)
+        means, log_means = means.write(means.size(), mean), log_means.write(log_means.size(), log_mean)
     return means.concat(), log_means.concat()
 
 
-def per_image_bounds(model: VariationalAutoencoder, dataset: tf.data.Dataset, num_samples: int, seed: int = 0,
-                     decodes_per_chunk: int = IW_DECODES_PER_CALL) -> tuple[np.ndarray, np.ndarray]:
-    """Per image of ``dataset``, in nats: the negative Monte Carlo ELBO and the importance-weighted
-    estimate of -log p(x) (the IWAE bound), both from the same ``num_samples`` posterior samples.
+@run_function(reduce_retracing=True)
+def _summaries_over_slices(model, images: tf.Tensor, batch_size, noise, num_samples, decodes_per_chunk):
+    means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    log_means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    for start in tf.range(0, tf.shape(images)[0], batch_size):
+        mean, log_mean = _batch_summaries(model, images[start:start + batch_size], noise, num_samples,
+                                          decodes_per_chunk)
+        means, log_means = means.write(means.size(), mean), log_means.write(log_means.size(), log_mean)
+    return means.concat(), log_means.concat()
+
+
+def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.data.Dataset, num_samples: int,
+                     seed: int = 0, decodes_per_chunk: int = IW_DECODES_PER_CALL) -> tuple[np.ndarray, np.ndarray]:
+    """Per image of ``test`` (batches in memory, or a dataset: the same figures), in nats: the negative
+    Monte Carlo ELBO and the importance-weighted estimate of -log p(x) (the IWAE bound), both from the
+    same ``num_samples`` posterior samples.
 
     The bound's expectation is -ELBO for one sample and decreases towards -log p(x) as the number of
     samples grows. The samples are decoded in chunks of about ``decodes_per_chunk`` images, so memory
     does not grow with their number, and the figures do not depend on the chunk size. The decoder
     computes in the model's precision; the weights and their log-sum-exp are float32.
     """
-    means, log_means = _log_weight_summaries(model, dataset, tf.random.Generator.from_seed(seed),
-                                             tf.constant(num_samples), tf.constant(decodes_per_chunk))
+    arguments = (tf.random.Generator.from_seed(seed), tf.constant(num_samples), tf.constant(decodes_per_chunk))
+    if isinstance(test, InMemoryBatches):
+        means, log_means = _summaries_over_slices(model, test.images, tf.constant(test.batch_size), *arguments)
+    else:
+        means, log_means = _summaries_over_dataset(model, test, *arguments)
     return -means.numpy(), -log_means.numpy()
 
 
-def importance_weighted_nll(model: VariationalAutoencoder, dataset: tf.data.Dataset, num_samples: int,
-                            seed: int = 0, decodes_per_chunk: int = IW_DECODES_PER_CALL) -> float:
-    """The IWAE bound of :func:`per_image_bounds`, averaged over ``dataset``: nats per image."""
-    _, bounds = per_image_bounds(model, dataset, num_samples, seed, decodes_per_chunk)
+def importance_weighted_nll(model: VariationalAutoencoder, test: InMemoryBatches | tf.data.Dataset,
+                            num_samples: int, seed: int = 0, decodes_per_chunk: int = IW_DECODES_PER_CALL) -> float:
+    """The IWAE bound of :func:`per_image_bounds`, averaged over ``test``: nats per image."""
+    _, bounds = per_image_bounds(model, test, num_samples, seed, decodes_per_chunk)
     return float(np.mean(bounds, dtype=np.float64))
 
 

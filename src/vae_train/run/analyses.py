@@ -29,12 +29,12 @@ class Analysis:
     per_image: dict[str, np.ndarray] = field(default_factory=dict)  # eval/*.npy
 
 
-def anomaly_scores(model: Autoencoder, dataset, num_samples: int, seed: int) -> dict[str, np.ndarray]:
-    """The anomaly scores of every image of ``dataset``: ``reconstruction``, and for a VAE with a
+def anomaly_scores(model: Autoencoder, pipelines: ImagePipelines, num_samples: int, seed: int) -> dict[str, np.ndarray]:
+    """The anomaly scores of every test image of ``pipelines``: ``reconstruction``, and for a VAE with a
     likelihood, ``neg_elbo`` and ``nll_iw`` from ``num_samples`` importance samples."""
-    scores = {"reconstruction": reconstruction_errors(model, dataset)}
+    scores = {"reconstruction": reconstruction_errors(model, pipelines.test())}
     if has_likelihood_bound(model, num_samples):
-        scores["neg_elbo"], scores["nll_iw"] = per_image_bounds(model, dataset, num_samples, seed)
+        scores["neg_elbo"], scores["nll_iw"] = per_image_bounds(model, pipelines.test_batches(), num_samples, seed)
     return scores
 
 
@@ -87,17 +87,16 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
     """The end-of-run figures of ``model`` on the run's test set; with ``one_class``, its images of the
     classes the run did not train on (``data.train_classes``) scored as anomalies."""
     analysis = Analysis()
-    test = pipelines.test()
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
     classes = settings.data.train_classes
     is_anomaly = None if classes is None or not one_class else ~np.isin(dataset.test.labels, classes)
     if is_anomaly is not None and is_anomaly.any() and not is_anomaly.all():
-        scores = anomaly_scores(model, test, num_samples, seed)
+        scores = anomaly_scores(model, pipelines, num_samples, seed)
         detect(scores, dataset.test.labels, is_anomaly, f"classes {classes} normal, the others anomalous", analysis)
     else:
         if is_anomaly is not None:
             log.info("No anomaly figures: the evaluated images are all of the training classes %s.", classes)
-        scores = ({"nll_iw": per_image_bounds(model, test, num_samples, seed)[1]}
+        scores = ({"nll_iw": per_image_bounds(model, pipelines.test_batches(), num_samples, seed)[1]}
                   if has_likelihood_bound(model, num_samples) else {})
     if "nll_iw" in scores:  # the same samples as the anomaly scores'
         analysis.figures.update({"test_nll_iw": float(np.mean(scores["nll_iw"], dtype=np.float64)),

@@ -77,8 +77,8 @@ def out_of_distribution(model: Autoencoder, settings: Config, dataset: ImageData
     other_dataset = load_dataset(other_config)
     other_pipelines = ImagePipelines(other_dataset, other_config, settings.seed)
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
-    normal = anomaly_scores(model, pipelines.test(), num_samples, seed)
-    anomalous = anomaly_scores(model, other_pipelines.test(), num_samples, seed)
+    normal = anomaly_scores(model, pipelines, num_samples, seed)
+    anomalous = anomaly_scores(model, other_pipelines, num_samples, seed)
     kept = (np.ones(len(dataset.test.labels), bool) if settings.data.train_classes is None
             else np.isin(dataset.test.labels, settings.data.train_classes))
     scores = {name: np.concatenate([normal[name][kept], anomalous[name]]) for name in normal}
@@ -118,7 +118,7 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     corrupt = corruption_of(settings.corruption)
 
     figures = Evaluator(model, devices.strategy, seed=settings.seed, metrics=settings.evaluation.metrics,
-                        corrupt=corrupt).evaluate(test)
+                        corrupt=corrupt).evaluate(pipelines.test_batches())
     analysis = analyse(model, dataset, pipelines, settings, one_class=anomalies is None)
     if anomalies is not None:
         out_of_distribution(model, settings, dataset, pipelines, anomalies, analysis)

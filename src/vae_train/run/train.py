@@ -72,7 +72,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     previous = read_json_object(run_dir / RESULTS_FILE) or {}
     last = history.epochs[-1] if history.epochs else None
     # A resumed run that had nothing left to train still reports its model's test figures.
-    test_metrics = last.test if last else trainer.evaluator.evaluate(pipelines.test())
+    test_metrics = last.test if last else trainer.evaluator.evaluate(pipelines.test_batches())
     results.update({
         "finished": history.stopped_by is None,
         "epochs": int(trainer.epoch.numpy()),

@@ -50,7 +50,7 @@ class TestFigures(Protocol):
     # The codes (posterior means) of the images of the last evaluation, in order, if it keeps them.
     test_codes: np.ndarray | None
 
-    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]: ...
+    def evaluate(self, test) -> dict[str, float]: ...
 
 
 @dataclass
@@ -320,7 +320,7 @@ class Trainer:
                     break
                 train_metrics, images_per_second, epoch_seconds = trained
                 between_start = time.perf_counter()
-                test_metrics = self.evaluator.evaluate(self.pipelines.test())
+                test_metrics = self.evaluator.evaluate(self.pipelines.test_batches())
                 self.epoch.assign(epoch + 1)
                 self.writers.scalars("test", self.step, test_metrics)
                 self._save(np.zeros(self.sums_size), np.zeros(self.sums_size))
