@@ -300,3 +300,15 @@ def test_the_submitit_launcher_runs_real_jobs(tiny_data_dir, tmp_path):
     assert {line["status"] for line in table} == {"ok"}
     assert all("CPU threads: 1;" in (sweep / line["folder"] / "vae-train.log").read_text() for line in table)
     assert (sweep / ".submitit").is_dir()
+
+
+@pytest.mark.slow
+def test_the_jobs_of_a_multirun_trace_their_own_functions_without_a_retracing_warning(tiny_data_dir, tmp_path):
+    # Six jobs in one process (the basic launcher): TensorFlow's detector counted each job's first
+    # trace of the same code as a retrace and warned from the fifth on.
+    result = run_sweep(*tiny_overrides(tiny_data_dir), *SMALL_DENSE, "seed=1,2,3,4,5,6",
+                       f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "6 jobs: 6 ok" in (tmp_path / "sweep" / SUMMARY_MD).read_text()
+    assert "retracing" not in console and "absl::InitializeLog" not in console

@@ -74,6 +74,11 @@ def test_cli_trains_and_fills_the_run_folder(tiny_data_dir, tmp_path):
     assert "Finished in" in closing and f"test loss {results['test_loss']:.4g}" in closing
     assert f"ELBO {results['test_elbo']:.4g}" in closing and f"NLL bound (K=50) {results['test_nll_iw']:.4g}" in closing
     assert "Run folder run (results in run/results.json); tensorboard --logdir run" in closing
+    # A quiet console: none of TensorFlow's C++ start-up lines, one line of ours about the devices.
+    for line in ("absl::InitializeLog", "oneDNN custom operations", "cudart_stub", "failed call to cuInit"):
+        assert line not in result.stderr, line
+    assert sum("Devices: " in line for line in result.stderr.splitlines()) == 1
+    assert "First training step" in result.stderr
 
 
 def test_a_run_folder_of_the_older_layout_resumes_into_its_own_event_folders(tiny_data_dir, tmp_path):

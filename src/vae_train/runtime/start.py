@@ -39,6 +39,9 @@ class _DeferredExtension(types.ModuleType):
     """Stands in ``sys.modules`` for an extension module, which it loads on first use."""
 
     def __getattr__(self, attribute: str):
+        if attribute.startswith("__"):
+            # Module-wide scans (autograph's asks every module for __file__) must not load it.
+            raise AttributeError(attribute)
         module = self.__dict__.get("_loaded")
         if module is None:
             if sys.modules.get(self.__name__) is self:
