@@ -18,7 +18,7 @@ from conftest import QUIET_EVALUATION, compose, synthetic_digits, tiny_overrides
 from vae_train.config import Precision, to_settings
 from vae_train.errors import ConfigError
 from vae_train.run.build import build_parts, build_trainer
-from vae_train.runtime import precision
+from vae_train.runtime import host_cpu, precision
 from vae_train.runtime.precision import ComputePrecision
 
 
@@ -194,3 +194,11 @@ def test_gathered_batches_train_like_the_images_pipeline(tiny_data_dir, tmp_path
     gathered = fit(tiny_data_dir, tmp_path, *common)
     shuffled = fit(tiny_data_dir, tmp_path, *common, "data.gather_batches=false")
     assert_same_training(gathered, shuffled, rel=1e-6, weights_atol=1e-6)
+
+
+def test_a_multiruns_later_jobs_count_their_start_up_from_their_own_start(monkeypatch):
+    monkeypatch.setattr(host_cpu, "_jobs_started", 0)
+    host_cpu.start_job_clock()  # the first job pays for the imports: it counts from the process's start
+    assert host_cpu.seconds_since_job_start() == pytest.approx(host_cpu.seconds_since_process_start(), abs=0.5)
+    host_cpu.start_job_clock()
+    assert host_cpu.seconds_since_job_start() < 0.5 < host_cpu.seconds_since_process_start()

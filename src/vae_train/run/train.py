@@ -16,6 +16,7 @@ from vae_train.run.build import build_trainer
 from vae_train.run.export import export_models
 from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE
 from vae_train.run.run_info import record_session
+from vae_train.runtime.host_cpu import start_job_clock
 from vae_train.runtime.workers import check_same_step
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     ``results["finished"]`` is False when a signal stopped the run early; a non-finite loss raises
     TrainingError after writing results.json with the error.
     """
+    start_job_clock()
     run = build_trainer(settings, run_dir)
     trainer, writers, run_dir = run.trainer, run.writers, run.run_dir
     model, pipelines = run.parts.model, run.parts.pipelines

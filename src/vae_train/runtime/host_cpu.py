@@ -1,10 +1,11 @@
 """What Linux reports of the host's CPU (/proc/cpuinfo: its model name and feature flags) and of this
-process (/proc/self/stat: when it started)."""
+process (/proc/self/stat: when it started), and when the current job of a multirun began."""
 
 from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 
@@ -39,3 +40,23 @@ def seconds_since_process_start() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return max(0.0, uptime - started)
+
+
+_jobs_started = 0
+_job_started_at: float | None = None  # time.monotonic() when this process's current job began
+
+
+def start_job_clock() -> None:
+    """Marks the start of a job. The first job of a process counts from the process's start (imports
+    and TensorFlow's start are its cost); the later jobs of a multirun, from here."""
+    global _jobs_started, _job_started_at
+    _jobs_started += 1
+    _job_started_at = time.monotonic() if _jobs_started > 1 else None
+
+
+def seconds_since_job_start() -> float | None:
+    """Wall time since the current job started (see ``start_job_clock``); None outside Linux."""
+    if _job_started_at is not None:
+        return time.monotonic() - _job_started_at
+    return seconds_since_process_start()
+

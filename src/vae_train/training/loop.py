@@ -33,7 +33,7 @@ from vae_train.models import Autoencoder
 from vae_train.models.terms import metrics_from_sums, summed_terms, sums_size
 from vae_train.runtime.devices import distribute_input
 from vae_train.runtime.functions import run_function
-from vae_train.runtime.host_cpu import seconds_since_process_start
+from vae_train.runtime.host_cpu import seconds_since_job_start
 from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 from vae_train.training.interrupts import StopRequest
 from vae_train.training.summaries import TensorBoardWriters
@@ -69,7 +69,7 @@ class EpochRecord:
 class History:
     epochs: list[EpochRecord] = field(default_factory=list)
     stopped_by: str | None = None  # the signal's name when a stop was requested
-    startup_seconds: float | None = None  # process start to the end of this session's first training step
+    startup_seconds: float | None = None  # job start to the end of this session's first training step
 
     def mean(self, key: str) -> float | None:
         values = [getattr(record, key) for record in self.epochs]
@@ -130,7 +130,7 @@ class Trainer:
         self._replica_step = run_function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = run_function(self._distributed_steps)
         self._stepped = False  # whether this process has taken a training step
-        self.startup_seconds: float | None = None  # process start to the end of the first step (Linux)
+        self.startup_seconds: float | None = None  # job start to the end of the first step (Linux)
 
     @property
     def learning_rate(self) -> float:
@@ -268,9 +268,9 @@ class Trainer:
         sums, skipped = (value.numpy() for value in self._run_steps(iterator, tf.constant(num_steps)))
         if not self._stepped:
             self._stepped = True
-            self.startup_seconds = seconds_since_process_start()
+            self.startup_seconds = seconds_since_job_start()
             if self.startup_seconds is not None:
-                log.info("First training step %.1f s after the process started.", self.startup_seconds)
+                log.info("First training step %.1f s after the job started.", self.startup_seconds)
         self.global_step.assign_add(num_steps)
         self._check_finite(sums)
         return sums, skipped
