@@ -361,6 +361,10 @@ class Bench:
         variants.append(Variant("dataset distribution", "the strategy's distributed iterator, not the dataset's own",
                                 [], "what multi-device and GPU runs read; no use on one CPU (bench-only variant)",
                                 _distributed_iterator))
+        default_layers = ["model.hidden_units=[128]", "model.decoder_hidden_units=[256]", "model.activation=swish"]
+        variants.append(Variant("architecture", " ".join(default_layers), default_layers,
+                                "the default cvae's layers (the search of docs/results.md) for recipe C's; "
+                                "issue 12 allows at most 1.5x the time per step, a ratio >= 0.67"))
         return variants
 
     def layout(self) -> None:
