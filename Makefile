@@ -27,7 +27,7 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
 
-# The benchmark (under 15 minutes): the reference against vae-train's loop, each speed lever, a
+# The benchmark (about 25 minutes on 2 cores): the reference against vae-train's loop, each speed lever, a
 # batch-size x model sweep; rewrites docs/benchmarks.md and docs/benchmarks.json. Data: DATA=/path
 # (a folder holding fashion/ and mnist/); extra options in BENCH_ARGS (e.g. --quick, --no-write).
 DATA ?= ../shared/datasets
