@@ -40,6 +40,8 @@ class InMemoryBatches:
 
     def dataset(self) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices(self.images).batch(self.batch_size)
+
+
 # A split read in order has its dynamic binarization drawn once, as if it were this epoch.
 _IN_ORDER_EPOCHS = {"test": 2**31 - 1, "train": 2**31 - 2}
 
