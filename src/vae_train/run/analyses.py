@@ -27,6 +27,7 @@ class Analysis:
     figures: dict[str, float] = field(default_factory=dict)  # results.json / metrics.json
     pictures: dict[str, np.ndarray] = field(default_factory=dict)  # TensorBoard's test run / PNG files
     per_image: dict[str, np.ndarray] = field(default_factory=dict)  # eval/*.npy
+    test_scores: dict[str, np.ndarray] = field(default_factory=dict)  # per test image, as computed (anomaly_scores)
 
 
 def anomaly_scores(model: Autoencoder, pipelines: ImagePipelines, num_samples: int, seed: int) -> dict[str, np.ndarray]:
@@ -90,7 +91,8 @@ def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePi
 def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines, settings: Config,
             one_class: bool = True) -> Analysis:
     """The end-of-run figures of ``model`` on the run's test set; with ``one_class``, its images of the
-    classes the run did not train on (``data.train_classes``) scored as anomalies."""
+    classes the run did not train on (``data.train_classes``) scored as anomalies; without, every
+    anomaly score of the test set is kept in ``test_scores`` for the caller's other dataset."""
     analysis = Analysis()
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
     classes = settings.data.train_classes
@@ -98,11 +100,14 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
     if is_anomaly is not None and is_anomaly.any() and not is_anomaly.all():
         scores = anomaly_scores(model, pipelines, num_samples, seed)
         detect(scores, dataset.test.labels, is_anomaly, f"classes {classes} normal, the others anomalous", analysis)
+    elif not one_class:
+        scores = anomaly_scores(model, pipelines, num_samples, seed)
     else:
         if is_anomaly is not None:
             log.info("No anomaly figures: the evaluated images are all of the training classes %s.", classes)
         scores = ({"nll_iw": per_image_bounds(model, pipelines.test_batches(), num_samples, seed)[1]}
                   if has_likelihood_bound(model, num_samples) else {})
+    analysis.test_scores = scores
     if "nll_iw" in scores:  # the same samples as the anomaly scores'
         analysis.figures.update({"test_nll_iw": float(np.mean(scores["nll_iw"], dtype=np.float64)),
                                  "iw_samples": num_samples})

@@ -69,15 +69,15 @@ def other_data_config(settings: Config, other: str) -> DataConfig:
                       "Name one of those datasets, or give a folder holding its four IDX files.")
 
 
-def out_of_distribution(model: Autoencoder, settings: Config, dataset: ImageDataset, pipelines: ImagePipelines,
-                        other: str, analysis: Analysis) -> None:
-    """The run's own test images (of its training classes) as the normal ones, the other dataset's test
-    images as the anomalies."""
+def out_of_distribution(model: Autoencoder, settings: Config, dataset: ImageDataset, other: str,
+                        analysis: Analysis) -> None:
+    """The run's own test images (of its training classes) as the normal ones, their scores those
+    :func:`analyse` kept in ``analysis.test_scores``; the other dataset's test images as the anomalies."""
     other_config = other_data_config(settings, other)
     other_dataset = load_dataset(other_config)
     other_pipelines = ImagePipelines(other_dataset, other_config, settings.seed)
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
-    normal = anomaly_scores(model, pipelines, num_samples, seed)
+    normal = analysis.test_scores
     anomalous = anomaly_scores(model, other_pipelines, num_samples, seed)
     kept = (np.ones(len(dataset.test.labels), bool) if settings.data.train_classes is None
             else np.isin(dataset.test.labels, settings.data.train_classes))
@@ -121,7 +121,7 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
                         corrupt=corrupt).evaluate(pipelines.test_batches())
     analysis = analyse(model, dataset, pipelines, settings, one_class=anomalies is None)
     if anomalies is not None:
-        out_of_distribution(model, settings, dataset, pipelines, anomalies, analysis)
+        out_of_distribution(model, settings, dataset, anomalies, analysis)
     results = {
         "run_dir": str(run_dir),
         **origin,
