@@ -28,8 +28,9 @@ from vae_train.config import (
     Config,
     ConvAEConfig,
     ConvVAEConfig,
-    DataConfig,
     DenseAEConfig,
+    FolderDataConfig,
+    PublishedDataConfig,
     RMSpropConfig,
     SGDConfig,
     TrainerConfig,
@@ -39,7 +40,9 @@ from vae_train.errors import ConfigError
 
 MODEL_SCHEMAS = {"dense_ae": DenseAEConfig, "conv_ae": ConvAEConfig, "cvae": ConvVAEConfig}
 OPTIMIZER_SCHEMAS = {"sgd": SGDConfig, "adam": AdamConfig, "rmsprop": RMSpropConfig}
-DATASETS = ("mnist", "fashion")
+DATASETS = ("mnist", "fashion", "cifar10")
+DATA_SCHEMAS = {"mnist": PublishedDataConfig, "fashion": PublishedDataConfig, "cifar10": PublishedDataConfig,
+                "folder": FolderDataConfig}
 CLI = [sys.executable, "-m", "vae_train.launch.train_cli"]
 
 
@@ -55,7 +58,7 @@ def test_every_group_option_composes_into_its_typed_schema(data, model, optimize
     assert (cfg.data.name, cfg.model.name, cfg.optimizer.name) == (data, model, optimizer)
     settings = to_settings(cfg)
     assert type(settings) is Config
-    assert type(settings.data) is DataConfig
+    assert type(settings.data) is DATA_SCHEMAS[data]
     assert type(settings.model) is MODEL_SCHEMAS[model]
     assert type(settings.optimizer) is OPTIMIZER_SCHEMAS[optimizer]
     assert type(settings.trainer) is TrainerConfig
@@ -184,7 +187,7 @@ def test_cli_help_lists_every_group_and_its_options(tmp_path):
         if sep and group in ("data", "model", "optimizer", "corruption", "trainer"):
             groups[group] = {option.strip() for option in options.split(",")}
     assert groups == {
-        "data": set(DATASETS),
+        "data": set(DATA_SCHEMAS),
         "model": set(GROUP_SCHEMAS["model"]),
         "optimizer": set(OPTIMIZER_SCHEMAS),
         "corruption": {"none", "gaussian", "salt_pepper", "masking"},

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from vae_train.config.resolvers import register_resolvers
 from vae_train.config.schema import GROUP_DEFAULTS, GROUP_SCHEMAS, Config
@@ -22,6 +22,10 @@ from vae_train.errors import ConfigError
 RETIRED_KEYS = {
     "trainer.mixed_precision": ("trainer.precision", lambda on: "mixed_float16" if on else None),
 }
+
+
+# How to give a required key, for the message that says it is missing.
+REQUIRED_KEY_EXAMPLES = {"data.root": "data.root=<a folder of images, one subfolder per class>"}
 
 
 def register() -> None:
@@ -37,7 +41,12 @@ def register() -> None:
 
 def to_settings(cfg: DictConfig) -> Config:
     """Turn a composed config into typed objects, running every range check."""
-    settings = OmegaConf.to_object(cfg)
+    try:
+        settings = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as err:
+        key = err.full_key
+        example = REQUIRED_KEY_EXAMPLES.get(key, f"{key}=<value>")
+        raise ConfigError(f"{key} has no value and needs one: add {example} to the command.") from None
     assert isinstance(settings, Config)
     return settings
 

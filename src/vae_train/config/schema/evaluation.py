@@ -1,0 +1,102 @@
+"""The evaluation key: pictures, extra test figures, the likelihood bound and the end-of-run analyses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from vae_train.config.schema.common import require, require_interval, require_positive
+
+
+class ManifoldKind(Enum):
+    """Where the manifold picture's grid of latent points lies (latent_dim 2)."""
+
+    quantiles = "quantiles"  # evenly spaced quantiles of N(0, 1) on each axis (recipe A)
+    square = "square"  # evenly spaced points of an interval on each axis (recipe C)
+
+
+class Projection(Enum):
+    """How the latent scatter shows codes of more than two dimensions."""
+
+    pca = "pca"  # onto the two principal components
+    first_two = "first_two"  # the first two coordinates
+
+
+class Interpolation(Enum):
+    """How the interpolation pictures walk between two codes."""
+
+    linear = "linear"
+    slerp = "slerp"  # spherical: along the great circle, as suits codes drawn from a Gaussian prior
+
+
+class ExtraMetric(Enum):
+    """Test-set figures some recipes define besides the losses, reported under their own names."""
+
+    rounded_accuracy = "rounded_accuracy"  # share of pixels with round(image) == round(reconstruction) (B)
+
+
+@dataclass
+class ManifoldConfig:
+    kind: ManifoldKind = ManifoldKind.quantiles
+    size: int = 20  # points per axis; 0: no manifold picture
+    # The probabilities (quantiles) or coordinates (square) spanned on each axis.
+    quantile_range: list[float] = field(default_factory=lambda: [0.05, 0.95])
+    square_range: list[float] = field(default_factory=lambda: [-2.0, 2.0])
+
+    def __post_init__(self) -> None:
+        require(self.size >= 0, f"evaluation.manifold.size must be >= 0, got {self.size}.")
+        require_interval(self.quantile_range, "evaluation.manifold.quantile_range", within=(0.0, 1.0))
+        require_interval(self.square_range, "evaluation.manifold.square_range")
+
+
+@dataclass
+class EvaluationConfig:
+    """Pictures in TensorBoard, extra test figures, and the importance-weighted likelihood."""
+
+    # Pictures after every N epochs and after the last.
+    every_n_epochs: int = 1
+    # Test images shown above their reconstructions; 0: none.
+    reconstructions: int = 8
+    # VAEs: decodings of this many fixed draws from the prior; 0: none.
+    samples: int = 16
+    # latent_dim 2: a size x size grid of decodings.
+    manifold: ManifoldConfig = field(default_factory=ManifoldConfig)
+    # latent_dim > 2: the latent scatter shows a 2-D projection.
+    projection: Projection = Projection.pca
+    # Test images encoded for the latent scatter and the projector; null: all, 0: neither.
+    code_examples: int | None = None
+    # Test-set codes with labels and a sprite for TensorBoard's embedding projector.
+    projector: bool = True
+    # Weight and gradient histograms.
+    histograms: bool = False
+    # VAEs: importance samples per test image for the likelihood bound test_nll_iw; 0: off.
+    iw_samples: int = 50
+    # Extra test figures.
+    metrics: list[ExtraMetric] = field(default_factory=list)
+    # At the end of a run: the codes' worth (probe, k-NN, k-means) beside PCA's at the same size.
+    representation: bool = True
+    # Training images encoded for the probe, k-NN and PCA; null: all.
+    representation_examples: int | None = None
+    # Neighbours of the k-NN classifier.
+    knn_k: int = 5
+    # Pairs of test images of different classes interpolated between; 0: none.
+    interpolations: int = 4
+    # Decodings per interpolation, the two images' own reconstructions included.
+    interpolation_steps: int = 10
+    # linear or slerp; null: slerp for VAEs (a Gaussian prior), linear for autoencoders.
+    interpolation: Interpolation | None = None
+    # Latent dimensions traversed, those the codes vary most along first; null: min(latent_dim, 10); 0: none.
+    traversal_dims: int | None = None
+    # Decodings per traversal, over +-3 prior standard deviations around the code.
+    traversal_steps: int = 11
+
+    def __post_init__(self) -> None:
+        require_positive(self.every_n_epochs, "evaluation.every_n_epochs")
+        require(self.knn_k > 0, f"evaluation.knn_k must be a positive number of neighbours, got {self.knn_k}.")
+        require(self.interpolation_steps >= 2,
+                f"evaluation.interpolation_steps must be >= 2 (both ends), got {self.interpolation_steps}.")
+        require(self.traversal_steps >= 2, f"evaluation.traversal_steps must be >= 2, got {self.traversal_steps}.")
+        require_positive(self.representation_examples, "evaluation.representation_examples")
+        for key in ("reconstructions", "samples", "code_examples", "iw_samples", "interpolations", "traversal_dims"):
+            value = getattr(self, key)
+            require(value is None or value >= 0, f"evaluation.{key} must be >= 0, got {value}.")
