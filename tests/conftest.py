@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_train.data.sources import SPLIT_FILES
+from vae_train.data.sources.mnist import SPLIT_FILES
 from vae_train.launch import train_cli as cli
 
 # Quiet TensorFlow's C++ start-up chatter in test output and subprocesses.
@@ -78,10 +78,10 @@ def train_tiny(data_dir: Path, run_dir: Path, *overrides: str) -> dict:
 
 def tiny_data_config(root: Path, **values):
     """The data settings of the tiny dataset in ``root``, with ``values`` changed."""
-    from vae_train.config import DataConfig
+    from vae_train.config import PublishedDataConfig
 
     defaults = {"name": "mnist", "root": str(root), "verify_checksums": False, "batch_size": 16}
-    return DataConfig(**(defaults | values))
+    return PublishedDataConfig(**(defaults | values))
 
 
 compose = cli.compose  # the config vae-train runs with, from the project's conf/

@@ -8,16 +8,18 @@ import gzip
 import logging
 import shutil
 import struct
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import SPLIT_FILES, make_idx_folder, synthetic_digits, tiny_data_config, write_idx
-from vae_train.config import Binarize, DataConfig
-from vae_train.data import sources
-from vae_train.data.idx import md5sum, read_images, read_labels
+from vae_train.config import Binarize, PublishedDataConfig
+from vae_train.data.download import md5sum
+from vae_train.data.idx import read_images, read_labels
 from vae_train.data.pipeline import load_dataset
+from vae_train.data.sources import mnist as sources
 from vae_train.errors import ConfigError, DataError
 
 # --- IDX files ---------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def test_files_that_are_not_the_published_ones_fail_the_checksum(tiny_data_dir):
 
 def test_checksum_mismatch_names_the_one_file_that_differs(tiny_data_dir, monkeypatch):
     md5 = {key: md5sum(tiny_data_dir / name) for key, name in SPLIT_FILES.items()} | {"test_labels": "0" * 32}
-    monkeypatch.setitem(sources.DATASETS, "mnist", dataclasses.replace(sources.DATASETS["mnist"], md5=md5))
+    monkeypatch.setitem(sources.IDX_DATASETS, "mnist", dataclasses.replace(sources.IDX_DATASETS["mnist"], md5=md5))
 
     with pytest.raises(DataError, match="Checksum mismatch") as excinfo:
         sources.locate_files("mnist", str(tiny_data_dir), "unused", verify_checksums=True)
@@ -218,11 +220,13 @@ def test_data_folder_missing_a_file_raises_data_error_naming_it(tmp_path, tiny_d
         assert message.count(missing) > message.count(present)
 
 
-def test_unknown_dataset_name_raises_data_error_listing_the_known_ones(tiny_data_dir):
-    with pytest.raises(DataError, match="mnist") as excinfo:
-        sources.locate_files("nope", str(tiny_data_dir), "unused", verify_checksums=False)
+def test_unknown_dataset_name_raises_an_error_listing_the_known_ones():
+    from vae_train.data.sources import ReadContext, read_source
 
-    assert "fashion" in str(excinfo.value)
+    with pytest.raises(ConfigError, match="mnist") as excinfo:
+        read_source(types.SimpleNamespace(name="nope"), ReadContext())
+
+    assert all(name in str(excinfo.value) for name in ("fashion", "cifar10", "folder"))
 
 
 def test_data_env_var_names_a_folder_per_dataset(tmp_path, tiny_data_dir, monkeypatch):
@@ -261,7 +265,7 @@ def test_explicit_root_wins_over_the_data_env_var(tmp_path, tiny_data_dir, monke
 class Mirror:
     name: str
     folder: Path
-    spec: sources.DatasetSpec
+    spec: sources.IDXDataset
 
 
 @pytest.fixture
@@ -270,10 +274,10 @@ def mirror(tmp_path, monkeypatch) -> Mirror:
     folder = make_idx_folder(tmp_path / "mirror", train=32, test=16, seed=5)
     name = f"tiny-{tmp_path.name}"
     spec = dataclasses.replace(
-        sources.DATASETS["mnist"], name=name, mirrors=(folder.as_uri() + "/",),
+        sources.IDX_DATASETS["mnist"], name=name, mirrors=(folder.as_uri() + "/",),
         md5={key: md5sum(folder / filename) for key, filename in SPLIT_FILES.items()},
     )
-    monkeypatch.setitem(sources.DATASETS, name, spec)
+    monkeypatch.setitem(sources.IDX_DATASETS, name, spec)
     monkeypatch.delenv(sources.DATA_ENV_VAR, raising=False)
     return Mirror(name, folder, spec)
 
@@ -345,7 +349,7 @@ def test_corrupt_cached_file_is_downloaded_again(tmp_path, mirror, download):
 
 def test_download_tries_the_next_mirror_when_one_fails(tmp_path, mirror, download, monkeypatch):
     spec = dataclasses.replace(mirror.spec, mirrors=((tmp_path / "dead").as_uri() + "/", *mirror.spec.mirrors))
-    monkeypatch.setitem(sources.DATASETS, mirror.name, spec)
+    monkeypatch.setitem(sources.IDX_DATASETS, mirror.name, spec)
     cache = tmp_path / "cache"
     cache.mkdir()
 
@@ -357,7 +361,7 @@ def test_mirror_serving_a_wrong_file_raises_data_error_with_offline_instructions
 ):
     bad = SPLIT_FILES["train_labels"]
     spec = dataclasses.replace(mirror.spec, md5=mirror.spec.md5 | {"train_labels": "0" * 32})
-    monkeypatch.setitem(sources.DATASETS, mirror.name, spec)
+    monkeypatch.setitem(sources.IDX_DATASETS, mirror.name, spec)
     cache = tmp_path / "cache"
     cache.mkdir()
 
@@ -384,7 +388,7 @@ def tiny_dataset(tiny_data_dir):
 def _pipelines(dataset, binarize: Binarize = Binarize.none, batch_size: int = 16, seed: int = 7, **overrides):
     from vae_train.data.pipeline import ImagePipelines
 
-    config = DataConfig(name="mnist", root=None, verify_checksums=False, batch_size=batch_size,
+    config = PublishedDataConfig(name="mnist", root=None, verify_checksums=False, batch_size=batch_size,
                         binarize=binarize, **overrides)
     return ImagePipelines(dataset, config, seed=seed)
 
@@ -401,7 +405,7 @@ def _indices(images: np.ndarray, source: np.ndarray) -> list[int]:
     """Where each of ``images`` (grey levels in [0, 1]) sits in ``source`` (uint8); all are unique."""
     position = {image.tobytes(): index for index, image in enumerate(source)}
     assert len(position) == len(source)
-    as_uint8 = np.rint(images[..., 0] * 255).astype(np.uint8)
+    as_uint8 = np.rint(images * 255).astype(np.uint8)
     return [position[image.tobytes()] for image in as_uint8]
 
 
@@ -435,20 +439,20 @@ def test_test_pipeline_covers_every_test_image_once_in_order(tiny_dataset, monke
 
     assert [len(batch) for batch in batches] == [40, 24]
     assert [len(batch) for batch in _batches(_pipelines(tiny_dataset, batch_size=48).test())] == [48, 16]
-    images = np.concatenate(batches)[..., 0]
+    images = np.concatenate(batches)
     np.testing.assert_allclose(images, tiny_dataset.test.images / 255.0, atol=1e-6)
 
 
 def test_static_binarization_thresholds_at_half(tiny_dataset):
     pipelines = _pipelines(tiny_dataset, Binarize.static)
 
-    test_images = np.concatenate(_batches(pipelines.test()))[..., 0]
+    test_images = np.concatenate(_batches(pipelines.test()))
     np.testing.assert_array_equal(test_images, (tiny_dataset.test.images >= 128).astype(np.float32))
     train_images = _epoch(pipelines, 0)
     assert set(np.unique(train_images)) == {0.0, 1.0}
     # The training set is the thresholded source, in some order.
     expected = {image.tobytes() for image in (tiny_dataset.train.images >= 128).astype(np.float32)}
-    assert {image[..., 0].tobytes() for image in train_images} == expected
+    assert {image.tobytes() for image in train_images} == expected
 
 
 def test_no_binarization_keeps_grey_levels(tiny_dataset):
@@ -456,7 +460,7 @@ def test_no_binarization_keeps_grey_levels(tiny_dataset):
 
     train_images = _epoch(pipelines, 0)
     order = _indices(train_images, tiny_dataset.train.images)
-    np.testing.assert_allclose(train_images[..., 0], tiny_dataset.train.images[order] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(train_images, tiny_dataset.train.images[order] / 255.0, atol=1e-6)
     assert len(np.unique(train_images)) > 2
 
 
@@ -494,7 +498,7 @@ def test_dynamic_binarization_is_a_bernoulli_draw_of_the_grey_level(tiny_dataset
     pipelines = _pipelines(tiny_dataset, Binarize.dynamic)
     grey = tiny_dataset.test.images / 255.0
 
-    draws = np.concatenate(_batches(pipelines.test()))[..., 0]
+    draws = np.concatenate(_batches(pipelines.test()))
 
     # Black pixels never turn on, white pixels always do.
     assert (grey == 0).any() and (grey == 1).any()

@@ -21,7 +21,7 @@ from conftest import (
 from vae_train.config import to_settings
 from vae_train.data.corruption import corruption_of
 from vae_train.data.pipeline import ImagePipelines, load_dataset
-from vae_train.data.sources import SPLIT_FILES
+from vae_train.data.sources.mnist import SPLIT_FILES
 from vae_train.errors import ConfigError, DataError
 from vae_train.evaluation.anomaly import detection_figures
 from vae_train.models import build_model

@@ -7,7 +7,6 @@ truncated download or a mixed-up folder otherwise surfaces much later as a shape
 from __future__ import annotations
 
 import gzip
-import hashlib
 import struct
 import zlib
 from pathlib import Path
@@ -20,14 +19,6 @@ from vae_train.errors import DataError
 # the number of dimensions.
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
-
-
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_gzip(path: Path) -> bytes:

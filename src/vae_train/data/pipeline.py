@@ -1,4 +1,5 @@
-"""From IDX files to ``tf.data`` pipelines of float images in [0, 1], shaped (batch, height, width, 1).
+"""From a source's uint8 images to ``tf.data`` pipelines of float images in [0, 1], shaped (batch, height,
+width, channels).
 
 The training pipeline of each epoch is a pure function of ``(seed, epoch)``: its shuffle order and
 its dynamic binarization draw are seeded by both, so a resumed run sees the same data as an
@@ -9,15 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from vae_train.config import Binarize, DataConfig, DataSplit
-from vae_train.data.idx import read_images, read_labels
-from vae_train.data.sources import get_spec, locate_files
-from vae_train.errors import ConfigError, DataError
+from vae_train.data.arrays import Images, RowSubset, Split, concatenate_splits
+from vae_train.data.sources import ReadContext, read_source
+from vae_train.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,26 +48,18 @@ _IN_ORDER_EPOCHS = {"test": 2**31 - 1, "train": 2**31 - 2}
 
 
 @dataclass
-class Split:
-    images: np.ndarray  # (count, height, width) uint8
-    labels: np.ndarray  # (count,) uint8, kept for plots; training ignores them
-
-
-@dataclass
 class ImageDataset:
     name: str
     class_names: tuple[str, ...]
     train: Split
     test: Split  # the evaluated split: the test set, or the validation images held out
+    labelled: bool = True  # False: one class, "image"; no supervised figures
+    run_files: dict[str, str] = field(default_factory=dict)  # SourceImages.run_files
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(height, width, channels) of one image, as the models take it."""
-        return (*self.train.images.shape[1:], 1)
-
-
-def _concatenate(first: Split, second: Split) -> Split:
-    return Split(np.concatenate([first.images, second.images]), np.concatenate([first.labels, second.labels]))
+        return tuple(self.train.images.shape[1:])
 
 
 def _hold_out_validation(train: Split, size: int) -> tuple[Split, Split]:
@@ -76,28 +69,42 @@ def _hold_out_validation(train: Split, size: int) -> tuple[Split, Split]:
             "lower it or use data.split=standard."
         )
     cut = len(train.images) - size
-    return Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:])
+    return train.select(slice(None, cut)), train.select(slice(cut, None))
 
 
-# (published training set, published test set, config) -> (images to train on, images to evaluate).
+# (the source's training images, its test images, config) -> (images to train on, images to evaluate).
 SPLITS: dict[DataSplit, Callable[[Split, Split, DataConfig], tuple[Split, Split]]] = {
     DataSplit.standard: lambda train, test, config: (train, test),
     DataSplit.validation: lambda train, test, config: _hold_out_validation(train, config.validation_size),
-    DataSplit.combined: lambda train, test, config: (_concatenate(train, test), test),
+    DataSplit.combined: lambda train, test, config: (concatenate_splits(train, test), test),
 }
 
 
-def _of_classes(split: Split, classes: list[int], class_count: int) -> Split:
-    """The images of ``split`` whose labels are in ``classes`` (data.train_classes)."""
-    unknown = sorted(set(classes) - set(range(class_count)))
+def class_indices(classes: list[str], class_names: tuple[str, ...]) -> list[int]:
+    """The labels of ``classes`` (data.train_classes): each a class name, or else a label 0, 1, ..."""
+    indices, unknown = [], []
+    for entry in classes:
+        entry = str(entry)
+        if entry in class_names:
+            indices.append(class_names.index(entry))
+        elif entry.isdigit() and int(entry) < len(class_names):
+            indices.append(int(entry))
+        else:
+            unknown.append(entry)
     if unknown:
-        raise ConfigError(f"data.train_classes={classes} names no class of this dataset: {unknown}; its class "
-                          f"labels are 0 to {class_count - 1}.")
-    chosen = np.isin(split.labels, classes)
+        shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+        raise ConfigError(f"data.train_classes={list(classes)} names no class of this dataset: {unknown}; its class "
+                          f"labels are 0 to {len(class_names) - 1}, its class names {shown}.")
+    return indices
+
+
+def _of_classes(split: Split, labels: list[int], classes: list[str]) -> Split:
+    """The images of ``split`` whose labels are in ``labels`` (data.train_classes)."""
+    chosen = np.isin(split.labels, labels)
     if not chosen.any():
-        raise ConfigError(f"data.train_classes={classes} leaves no training image: the dataset's training "
+        raise ConfigError(f"data.train_classes={list(classes)} leaves no training image: the dataset's training "
                           f"images have the labels {sorted(set(split.labels.tolist()))}.")
-    return Split(split.images[chosen], split.labels[chosen])
+    return split.select(chosen)
 
 
 def _limit(split: Split, limit: int | None, what: str, key: str) -> Split:
@@ -106,38 +113,24 @@ def _limit(split: Split, limit: int | None, what: str, key: str) -> Split:
     if limit > len(split.images):
         log.warning("%s=%d exceeds the %d %s examples; using all of them.", key, limit, len(split.images), what)
         return split
-    return Split(split.images[:limit], split.labels[:limit])
+    return split.select(slice(None, limit))
 
 
-def _read_split(images_path, labels_path) -> Split:
-    images, labels = read_images(images_path), read_labels(labels_path)
-    if len(images) != len(labels):
-        raise DataError(
-            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels: "
-            "the two files are from different datasets or one is damaged."
-        )
-    return Split(images, labels)
-
-
-def _size(split: Split) -> str:
-    return "x".join(str(side) for side in split.images.shape[1:])
-
-
-def load_dataset(config: DataConfig) -> ImageDataset:
-    """Locate (or download), verify and decode the dataset's train and test splits."""
-    files = locate_files(config.name, config.root, config.cache_dir, config.verify_checksums)
-    train = _read_split(files["train_images"], files["train_labels"])
-    test = _read_split(files["test_images"], files["test_labels"])
-    if train.images.shape[1:] != test.images.shape[1:]:
-        raise DataError(
-            f"{files['train_images']} holds {_size(train)} images but {files['test_images']} holds "
-            f"{_size(test)} ones: the two files are from different datasets."
-        )
-    train, test = SPLITS[config.split](train, test, config)
+def load_dataset(config: DataConfig, context: ReadContext | None = None) -> ImageDataset:
+    """Read the source's images (locating, downloading or decoding them), then split, filter and limit
+    them as the data settings say."""
+    context = context or ReadContext()
+    source = read_source(config, context)
+    train, test = SPLITS[config.split](source.train, source.test, config)
     if config.train_classes is not None:
-        train = _of_classes(train, config.train_classes, len(get_spec(config.name).class_names))
+        if not source.labelled:
+            raise ConfigError(f"data.train_classes={list(config.train_classes)} needs labelled images, but "
+                              f"{config.name}'s are unlabelled: put each class in a subfolder of data.root "
+                              "(data.labels=inferred), or set data.train_classes=null.")
+        labels = class_indices(config.train_classes, source.class_names)
+        train = _of_classes(train, labels, config.train_classes)
         if config.split is DataSplit.validation:  # the held-out images are normal ones too
-            test = _of_classes(test, config.train_classes, len(get_spec(config.name).class_names))
+            test = _of_classes(test, labels, config.train_classes)
     train = _limit(train, config.max_train_examples, "training", "data.max_train_examples")
     test = _limit(test, config.max_test_examples, "test", "data.max_test_examples")
     if len(train.images) < config.batch_size:
@@ -145,11 +138,43 @@ def load_dataset(config: DataConfig) -> ImageDataset:
             f"data.batch_size={config.batch_size} exceeds the {len(train.images)} training examples; "
             "lower the batch size or raise data.max_train_examples."
         )
-    return ImageDataset(config.name, get_spec(config.name).class_names, train, test)
+    return ImageDataset(config.name, source.class_names, train, test, source.labelled, source.run_files)
 
 
-def _to_unit_interval(images: tf.Tensor) -> tf.Tensor:
-    return tf.expand_dims(tf.cast(images, tf.float32) / 255.0, axis=-1)
+def _scaled(images: tf.Tensor) -> tf.Tensor:
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def _thresholded(images: tf.Tensor) -> tf.Tensor:
+    # Exact: x / 255 >= 0.5  <=>  x >= 128.
+    return tf.cast(images >= 128, tf.float32)
+
+
+# uint8 pixels -> the float images the models see, by data.binarize (dynamic draws from the scaled ones).
+TO_FLOAT: dict[Binarize, Callable[[tf.Tensor], tf.Tensor]] = {
+    Binarize.none: _scaled, Binarize.dynamic: _scaled, Binarize.static: _thresholded,
+}
+
+
+class RowReader:
+    """Reads rows of a split's images by index, as a uint8 tensor: from a copy in host memory for an
+    in-memory array, or straight from the memory map for a cache's rows (so a set larger than memory
+    still trains, and parallel jobs share its pages)."""
+
+    def __init__(self, images: Images):
+        self.shape = tuple(images.shape[1:])
+        self._images = images
+        self._tensor = None
+        if not isinstance(images, RowSubset):
+            # Pinned to the CPU so that the input pipeline never captures an accelerator's tensor.
+            with tf.device("/cpu:0"):
+                self._tensor = tf.constant(images)
+
+    def __call__(self, indices: tf.Tensor) -> tf.Tensor:
+        if self._tensor is not None:
+            return tf.gather(self._tensor, indices)
+        rows = tf.numpy_function(self._images.take, [indices], tf.uint8, stateful=False)
+        return tf.ensure_shape(rows, (None, *self.shape))
 
 
 class ImagePipelines:
@@ -158,19 +183,12 @@ class ImagePipelines:
     def __init__(self, dataset: ImageDataset, config: DataConfig, seed: int):
         self.config = config
         self.seed = seed
-        train_images, test_images = dataset.train.images, dataset.test.images
-        if config.binarize is Binarize.static:
-            # Thresholding the uint8 pixels once is exact: x / 255 >= 0.5  <=>  x >= 128.
-            train_images, test_images = (np.where(i >= 128, 255, 0).astype(np.uint8)
-                                         for i in (train_images, test_images))
-        # The decoded images, held in host memory once; training batches are gathered from them by
-        # index. Pinned to the CPU so that the input pipeline never captures an accelerator's tensor.
-        with tf.device("/cpu:0"):
-            self._train_images = tf.constant(train_images)
-        self._train = tf.data.Dataset.from_tensor_slices(self._train_images)
-        self._test = tf.data.Dataset.from_tensor_slices(test_images)
-        self.train_size = len(train_images)
-        self.test_size = len(test_images)
+        self._to_float = TO_FLOAT[config.binarize]
+        # Batches are gathered by index from the decoded uint8 images, held once (or memory-mapped).
+        self._readers = {"train": RowReader(dataset.train.images), "test": RowReader(dataset.test.images)}
+        self._train_images = dataset.train.images
+        self.train_size = len(dataset.train.images)
+        self.test_size = len(dataset.test.images)
         self._test_batches: InMemoryBatches | None = None
 
     @property
@@ -191,20 +209,22 @@ class ImagePipelines:
             batches = batches.enumerate().map(draw, num_parallel_calls=tf.data.AUTOTUNE)
         return batches.prefetch(tf.data.AUTOTUNE)
 
+    def _gathered(self, split: str, indices: tf.data.Dataset) -> tf.data.Dataset:
+        """Batches of ``split``'s images at each batch of ``indices``, as the models' floats."""
+        reader = self._readers[split]
+        return indices.map(lambda batch: self._to_float(reader(batch)), num_parallel_calls=tf.data.AUTOTUNE)
+
     def train(self, epoch: int) -> tf.data.Dataset:
         """Epoch ``epoch``'s shuffled full batches; the remainder is dropped so shapes stay fixed."""
         if not self.config.gather_batches:
             # tf.data shuffles and batches the images themselves: a third of the gathering's rate.
             buffer = self.config.shuffle_buffer or self.train_size
-            batches = (self._train
+            batches = (tf.data.Dataset.from_tensor_slices(np.asarray(self._train_images))
                        .shuffle(buffer, seed=self._epoch_seed(epoch), reshuffle_each_iteration=False)
                        .batch(self.config.batch_size, drop_remainder=True)
-                       .map(_to_unit_interval, num_parallel_calls=tf.data.AUTOTUNE))
+                       .map(self._to_float, num_parallel_calls=tf.data.AUTOTUNE))
             return self._finish(batches, epoch)
-        batches = self._batch_indices(epoch).map(
-            lambda indices: _to_unit_interval(tf.gather(self._train_images, indices)),
-            num_parallel_calls=tf.data.AUTOTUNE)
-        return self._finish(batches, epoch)
+        return self._finish(self._gathered("train", self._batch_indices(epoch)), epoch)
 
     def _batch_indices(self, epoch: int) -> tf.data.Dataset:
         """The epoch's order as batches of indices into the training images."""
@@ -237,9 +257,8 @@ class ImagePipelines:
         return self._test_batches
 
     def in_order(self, split: str, batch_size: int | None = None) -> tf.data.Dataset:
-        """All of ``split`` ("train" or "test") in file order, for evaluation and encoding; a dynamic
+        """All of ``split`` ("train" or "test") in order, for evaluation and encoding; a dynamic
         binarization uses one fixed draw per split."""
-        images = {"train": self._train, "test": self._test}[split]
-        batches = (images.batch(batch_size or self.config.batch_size)
-                   .map(_to_unit_interval, num_parallel_calls=tf.data.AUTOTUNE))
-        return self._finish(batches, _IN_ORDER_EPOCHS[split])
+        size = {"train": self.train_size, "test": self.test_size}[split]
+        indices = tf.data.Dataset.range(size).batch(batch_size or self.config.batch_size)
+        return self._finish(self._gathered(split, indices), _IN_ORDER_EPOCHS[split])

@@ -1,7 +1,7 @@
-"""Where a dataset's four IDX files come from: a local folder, or a checksum-verified download.
+"""MNIST and Fashion-MNIST: four IDX files each, from a local folder or a checksum-verified download.
 
-Adding a dataset in the same format is one :class:`DatasetSpec` in ``DATASETS`` and one YAML
-file in ``conf/data/``.
+Adding a data set in the same format is one :class:`IDXDataset` in ``IDX_DATASETS``, its name in the
+``register_source`` call below, and one YAML file in ``conf/data/``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vae_train.data.idx import md5sum
+from vae_train.data.arrays import Split
+from vae_train.data.download import download, verify_md5
+from vae_train.data.idx import read_images, read_labels
+from vae_train.data.sources import DATA_ENV_VAR, ReadContext, SourceImages, register_source
 from vae_train.errors import DataError
-
-# Names a folder of datasets, one subfolder per dataset name (e.g. $VAE_TRAIN_DATA/mnist).
-DATA_ENV_VAR = "VAE_TRAIN_DATA"
 
 SPLIT_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -25,17 +25,17 @@ SPLIT_FILES = {
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class IDXDataset:
     name: str
     mirrors: tuple[str, ...]  # base URLs, tried in order
     md5: dict[str, str]  # split file key (SPLIT_FILES) -> md5 of the published file
     class_names: tuple[str, ...]
 
 
-DATASETS: dict[str, DatasetSpec] = {
+IDX_DATASETS: dict[str, IDXDataset] = {
     spec.name: spec
     for spec in (
-        DatasetSpec(
+        IDXDataset(
             name="mnist",
             mirrors=(
                 "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -49,7 +49,7 @@ DATASETS: dict[str, DatasetSpec] = {
             },
             class_names=tuple(str(digit) for digit in range(10)),
         ),
-        DatasetSpec(
+        IDXDataset(
             name="fashion",
             mirrors=(
                 "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
@@ -70,60 +70,17 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def get_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"Unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}.") from None
-
-
-def _verify(path: Path, expected_md5: str, remedy: str) -> None:
-    actual = md5sum(path)
-    if actual != expected_md5:
-        raise DataError(
-            f"Checksum mismatch for {path}: md5 {actual}, expected {expected_md5}. {remedy}"
-        )
-
-
-def _cached_files(spec: DatasetSpec, cache_dir: Path) -> dict[str, Path]:
-    """Download whatever the cache lacks or holds corrupt, trying each mirror in turn."""
-    # Keras only for its download cache: imported here so composing a config stays light.
-    from keras.utils import get_file
-
-    # get_file falls back to /tmp/.keras when cache_dir does not exist yet.
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for key, filename in SPLIT_FILES.items():
-        failures = []
-        for base_url in spec.mirrors:
-            try:
-                path = get_file(filename, origin=base_url + filename, file_hash=spec.md5[key],
-                                cache_dir=str(cache_dir), cache_subdir=spec.name)
-                files[key] = Path(path)
-                break
-            except Exception as err:  # get_file raises bare Exception on network failures
-                failures.append(f"{base_url + filename}: {err}")
-        else:
-            raise DataError(
-                f"Could not download {filename} of {spec.name} ({'; '.join(failures)}). Offline, "
-                f"copy the four IDX files into a folder and pass data.root=<folder>, or set "
-                f"{DATA_ENV_VAR} to a folder holding one such folder per dataset name."
-            )
-    return files
-
-
-def locate_files(
-    name: str, root: str | None, cache_dir: str, verify_checksums: bool
-) -> dict[str, Path]:
-    """Paths of the four IDX files of dataset ``name``, downloading them if no folder is given.
+def locate_files(name: str, root: str | None, cache_dir: str, verify_checksums: bool) -> dict[str, Path]:
+    """Paths of the four IDX files of data set ``name``, downloading them if no folder is given.
 
     Order of precedence: ``root``; else ``$VAE_TRAIN_DATA/<name>``; else the download cache.
     """
-    spec = get_spec(name)
+    spec = IDX_DATASETS[name]
     if root is None and os.environ.get(DATA_ENV_VAR):
         root = os.path.join(os.environ[DATA_ENV_VAR], name)
     if root is None:
-        return _cached_files(spec, Path(cache_dir).expanduser())
+        return {key: download(filename, spec.mirrors, spec.md5[key], Path(cache_dir).expanduser(), spec.name)
+                for key, filename in SPLIT_FILES.items()}
 
     folder = Path(root).expanduser()
     if not folder.is_dir():
@@ -140,7 +97,35 @@ def locate_files(
         )
     if verify_checksums:
         for key, path in files.items():
-            _verify(path, spec.md5[key],
-                    f"The file is corrupt or not the published {name} file: replace it, or pass "
-                    "data.verify_checksums=false to use a modified dataset on purpose.")
+            verify_md5(path, spec.md5[key],
+                       f"The file is corrupt or not the published {name} file: replace it, or pass "
+                       "data.verify_checksums=false to use a modified dataset on purpose.")
     return files
+
+
+def _read_split(images_path: Path, labels_path: Path) -> Split:
+    images, labels = read_images(images_path), read_labels(labels_path)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels: "
+            "the two files are from different datasets or one is damaged."
+        )
+    return Split(images[..., None], labels.astype(int))
+
+
+def _size(images) -> str:
+    return "x".join(str(side) for side in images.shape[1:3])
+
+
+@register_source(*IDX_DATASETS)
+def read_idx_dataset(config, context: ReadContext) -> SourceImages:
+    """The published training and test sets of ``config.name``, as (count, 28, 28, 1) images."""
+    files = locate_files(config.name, config.root, config.cache_dir, config.verify_checksums)
+    train = _read_split(files["train_images"], files["train_labels"])
+    test = _read_split(files["test_images"], files["test_labels"])
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(
+            f"{files['train_images']} holds {_size(train.images)} images but {files['test_images']} holds "
+            f"{_size(test.images)} ones: the two files are from different datasets."
+        )
+    return SourceImages(train, test, IDX_DATASETS[config.name].class_names)
