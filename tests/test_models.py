@@ -46,10 +46,35 @@ def test_models_take_their_size_from_the_images(name):
     assert model.pixels == 32 * 24
 
 
-def test_a_conv_decoder_that_cannot_reach_the_image_size_says_so():
-    settings = to_settings(compose(["model=conv_ae"]))
-    with pytest.raises(ConfigError, match="30x30 pixels must divide by 4"):
+def test_pinned_conv_layers_that_cannot_reach_the_image_size_name_the_keys():
+    settings = to_settings(compose(["model=conv_ae", "model.encoder_filters=[32,64]", "model.decoder_filters=[64,32]"]))
+    with pytest.raises(ConfigError, match="30x30 images") as excinfo:
         build_model(settings.model, 2, (30, 30, 1), seed=0)
+    assert "model.decoder_filters" in str(excinfo.value) and "data.image_size" in str(excinfo.value)
+
+
+def test_an_encoder_deeper_than_the_images_allow_names_the_key():
+    settings = to_settings(compose(["model=conv_ae", "model.encoder_filters=[8,8,8,8,8]", "model.decoder_filters=[8]"]))
+    with pytest.raises(ConfigError, match="model.encoder_filters has 5 downsampling layers"):
+        build_model(settings.model, 2, (8, 8, 1), seed=0)
+
+
+@pytest.mark.parametrize(("side", "layers"), [(28, 2), (30, 1), (32, 2), (64, 3), (128, 4), (256, 5)])
+def test_the_conv_layers_follow_the_image_size_when_left_null(side, layers):
+    from vae_train.models.conv_ae import conv_layout
+
+    layout = conv_layout(to_settings(compose(["model=cvae"])).model, (side, side, 3))
+    assert len(layout.encoder_filters) == len(layout.decoder_filters) == layers
+    assert layout.decoder_start[0] * 2 ** layers == side
+    assert max(layout.decoder_start[:2]) <= 8 or side % 2 ** (layers + 1)  # halved as far as it goes
+
+
+@pytest.mark.parametrize("side", [32, 64, 128])
+@pytest.mark.parametrize("name", ["dense_ae", "conv_ae", "cvae", "iwae"])
+def test_every_model_draws_colour_images_of_its_size(name, side):
+    settings = to_settings(compose([f"model={name}", "latent_dim=4"]))
+    model = build_model(settings.model, 4, (side, side, 3), seed=0)
+    assert model(tf.zeros((2, side, side, 3))).shape == (2, side, side, 3)
 
 
 @pytest.mark.parametrize("name", MODELS)
