@@ -4,6 +4,7 @@ figures some recipes define besides them."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +24,15 @@ RECIPE_LOSS = "recipe_loss"
 DENOISING = ("denoising_loss", "denoising_psnr", "corrupted_psnr")
 # The evaluator's corruption stream, apart from its posterior noise (seeded by the run's seed).
 CORRUPTION_SEED_OFFSET = 104_729
+# Reported for grey-level (not binarized) images: how close the reconstructions (from the posterior mean)
+# are to the images, as the image-processing literature measures it.
+IMAGE_QUALITY = ("psnr", "ssim")
+# A reconstruction equal to its image has an infinite PSNR; reported as this many dB, as :func:`psnr` does,
+# so the mean stays finite (and results.json valid JSON).
+MAX_PSNR = 100.0
+# SSIM's usual Gaussian window (Wang et al. 2004), as tf.image.ssim defaults to.
+SSIM_FILTER_SIZE = 11
+SSIM_FILTER_SIGMA = 1.5
 
 
 def psnr(clean: tf.Tensor, other: tf.Tensor) -> tf.Tensor:
@@ -39,6 +49,31 @@ def rounded_accuracy(images: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.cast(agree, tf.float32), axis=[1, 2, 3])
 
 
+@dataclass(frozen=True)
+class ImageQuality:
+    """Per image, the PSNR and SSIM of the reconstruction from the posterior mean against the image,
+    pixels in [0, 1], for images of ``height`` x ``width`` pixels (grey or colour: SSIM averages the
+    channels')."""
+
+    height: int
+    width: int
+
+    @property
+    def ssim_filter(self) -> tuple[int, float]:
+        """SSIM's window size and Gaussian width: the usual 11 pixels, or the image's smaller side if that
+        is less (a larger window fits nowhere), its width shrunk in proportion so it still tapers."""
+        size = min(SSIM_FILTER_SIZE, self.height, self.width)
+        return size, SSIM_FILTER_SIGMA * size / SSIM_FILTER_SIZE
+
+    def __call__(self, images: tf.Tensor, logits: tf.Tensor) -> list[tf.Tensor]:
+        images = tf.cast(images, tf.float32)
+        reconstructions = tf.clip_by_value(tf.sigmoid(tf.cast(logits, tf.float32)), 0.0, 1.0)
+        filter_size, filter_sigma = self.ssim_filter
+        return [tf.minimum(tf.image.psnr(images, reconstructions, max_val=1.0), MAX_PSNR),
+                tf.image.ssim(images, reconstructions, max_val=1.0, filter_size=filter_size,
+                              filter_sigma=filter_sigma)]
+
+
 # Per-image figures of (images, reconstruction logits from the posterior mean), by config name.
 EXTRA_METRICS: dict[ExtraMetric, Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
     ExtraMetric.rounded_accuracy: rounded_accuracy,
@@ -53,18 +88,25 @@ class Evaluator:
     call of a compiled function goes through the whole test set, so an evaluation costs what its
     forward passes cost, and each run traces it once. The codes (posterior means) of the test images,
     a by-product, are kept as ``test_codes``, in the dataset's order, for the pictures.
+
+    ``image_quality``: also the mean PSNR and SSIM of the reconstructions (``psnr``, ``ssim``), which
+    mean something for grey levels, not for binarized images.
     """
 
     def __init__(self, model: Autoencoder, strategy: tf.distribute.Strategy, jit_compile: bool = False,
-                 seed: int = 0, metrics: Sequence[ExtraMetric] = (), corrupt: Corrupt | None = None):
+                 seed: int = 0, metrics: Sequence[ExtraMetric] = (), corrupt: Corrupt | None = None,
+                 image_quality: bool = False):
         self.model = model
         self.strategy = strategy
         self.seed = seed
         self.metrics = list(metrics)
         self.corrupt = corrupt
+        height, width, _ = model.image_shape
+        self.image_quality = ImageQuality(height, width) if image_quality else None
         self.sums_size = sums_size(model.reported_terms)
         self.extra_names = (([RECIPE_LOSS] if model.reports_recipe_loss else []) + [m.value for m in self.metrics]
-                            + (list(DENOISING) if corrupt is not None else []))
+                            + (list(DENOISING) if corrupt is not None else [])
+                            + (list(IMAGE_QUALITY) if image_quality else []))
         with strategy.scope():
             self.noise = tf.random.Generator.from_seed(seed)
             self.corruption_noise = tf.random.Generator.from_seed(seed + CORRUPTION_SEED_OFFSET)
@@ -78,14 +120,17 @@ class Evaluator:
         posterior = self.model.posterior(images)
         terms = self.model.loss_terms(images, training=False, noise=self.noise, posterior=posterior)
         extras = [terms["objective"]] if self.model.reports_recipe_loss else []
+        # The reconstructions from the posterior mean, decoded once for every figure that asks for them.
+        logits = self.model(images) if self.metrics or self.image_quality is not None else None
         if self.metrics:
-            logits = self.model(images)
             extras += [EXTRA_METRICS[metric](images, logits) for metric in self.metrics]
         if self.corrupt is not None:
             corrupted = self.corrupt(images, self.corruption_noise)
             denoised = tf.sigmoid(self.model(corrupted))  # from the posterior mean
             extras += [self.model.loss_terms(images, training=False, noise=self.noise, inputs=corrupted)["loss"],
                        psnr(images, denoised), psnr(images, corrupted)]
+        if self.image_quality is not None:
+            extras += self.image_quality(images, logits)
         sums = tf.concat([summed_terms(terms, self.model.reported_terms), [tf.reduce_sum(extra) for extra in extras]],
                          axis=0)
         return sums, posterior.mean

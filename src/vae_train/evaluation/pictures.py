@@ -38,6 +38,9 @@ CORRUPTION_SEED_OFFSET = 15_485_863
 ENCODE_BATCH = 512
 # The first test images the latent walks choose their pairs and their traversed image from.
 WALK_POOL = 512
+# The test images kept for the scatter and the projector when evaluation.code_examples is null: every
+# one of MNIST's 10,000, some 5,000 of 64x64x3, some 300 of 256x256x3.
+CODE_IMAGE_BYTES = 256 * 2**20
 MAX_TRAVERSAL_DIMS = 10  # rows of the traversal picture when evaluation.traversal_dims is null
 
 
@@ -45,8 +48,10 @@ def tile(images: np.ndarray, columns: int, padding: int = GRID_PADDING, fill: fl
     """``(count, height, width, channels)`` images in rows of ``columns`` as one image, row by row."""
     count, height, width, channels = images.shape
     rows = math.ceil(count / columns)
+    # ``fill`` is a probability; images already in bytes (a sprite's thumbnails) get the same grey in bytes.
+    fill_value = round(fill * 255) if images.dtype == np.uint8 else fill
     grid = np.full((rows * height + (rows - 1) * padding, columns * width + (columns - 1) * padding, channels),
-                   fill, dtype=images.dtype)
+                   fill_value, dtype=images.dtype)
     for index, image in enumerate(images):
         row, column = divmod(index, columns)
         top, left = row * (height + padding), column * (width + padding)
@@ -149,12 +154,16 @@ TENSORBOARD_PIXELS = 400
 
 def enlarged(picture: np.ndarray, target: int = TENSORBOARD_PIXELS) -> np.ndarray:
     """``picture`` scaled up by the smallest integer factor that brings its longer side to ``target``
-    pixels or more (none for a picture that large already), each pixel a block (nearest neighbour)."""
-    factor = max(1, math.ceil(target / max(picture.shape[:2])))
+    pixels or more, each pixel a block (nearest neighbour), its channels (grey or RGB) kept. A picture
+    that large already (a grid of 256x256 colour images) is returned as it is, neither copied nor shrunk."""
+    factor = math.ceil(target / max(picture.shape[:2]))
+    if factor <= 1:
+        return picture
     return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
+    """A ``(height, width, channels)`` picture as a PNG file: grey for one channel, RGB for three."""
     tf.io.write_file(str(path), tf.io.encode_png(to_uint8(image)))
 
 
@@ -193,8 +202,10 @@ class Pictures:
                      class_names: tuple[str, ...], config: EvaluationConfig, seed: int,
                      corrupt: Corrupt | None = None) -> Pictures:
         """Pictures of the first images of ``dataset`` (batched, in the order of ``labels``)."""
-        needed = None if config.code_examples is None else max(config.reconstructions, config.code_examples,
-                                                                ENCODE_BATCH)
+        if config.code_examples is None:  # all the test images, as far as CODE_IMAGE_BYTES of floats go
+            needed = max(ENCODE_BATCH, CODE_IMAGE_BYTES // (4 * math.prod(model.image_shape)))
+        else:
+            needed = max(config.reconstructions, config.code_examples, ENCODE_BATCH)
         return cls(model, first_images(dataset, needed), labels, class_names, config, seed, corrupt)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -214,7 +225,7 @@ class Pictures:
         return self.codes(self.walk_images)
 
     def interpolations(self, walk_codes: np.ndarray) -> np.ndarray:
-        """The decodings of each pair's interpolation, pair by pair: (pairs * steps, height, width, 1)."""
+        """The decodings of each pair's interpolation, pair by pair: (pairs * steps, height, width, channels)."""
         return self.decode(interpolation_codes(walk_codes, self.pairs, self.config.interpolation_steps,
                                                self.interpolation))
 

@@ -7,8 +7,9 @@ import math
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 
-from vae_train.evaluation.pictures import tile, write_png
+from vae_train.evaluation.pictures import tile, to_uint8, write_png
 
 log = logging.getLogger(__name__)
 
@@ -16,13 +17,46 @@ log = logging.getLogger(__name__)
 MAX_SPRITE_SIDE = 8192
 PROJECTOR_TENSOR = "test_codes"
 MIN_DIMENSIONS = 3
+# Images turned into thumbnail bytes per call: ten thousand 256x256 colour images are 7.9 GB as floats,
+# and resizing or rounding them at once copies them a few times over; in chunks, only the bytes accumulate.
+THUMBNAIL_CHUNK = 256
+
+
+def thumbnail_size(count: int, height: int, width: int, limit: int = MAX_SPRITE_SIDE) -> tuple[int, int] | None:
+    """(height, width) of each image in a square sprite of ``count`` images no side of which exceeds
+    ``limit`` pixels: the images' own size when it fits, else shrunk keeping their aspect ratio; None
+    when not even one pixel per image would fit."""
+    side = math.ceil(math.sqrt(count))
+    longer = max(height, width)
+    # Integers throughout: a float scale such as limit / (side * longer) can round the fit down a pixel.
+    fitting = min(longer, limit // side)
+    if fitting == 0:
+        return None
+    return max(1, height * fitting // longer), max(1, width * fitting // longer)
+
+
+def thumbnails(images: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``images`` as uint8, shrunk to ``height`` x ``width`` pixels if they are larger, each thumbnail
+    pixel the mean of the pixels it covers (area resampling: thin strokes fade rather than vanish or alias)."""
+    # Resampled in [0, 1] whatever the images' type, so bytes and probabilities come out alike.
+    scale = 1 / 255 if images.dtype == np.uint8 else 1.0
+
+    def as_thumbnails(chunk: np.ndarray) -> np.ndarray:
+        if chunk.shape[1:3] == (height, width):
+            return to_uint8(chunk)
+        return to_uint8(tf.image.resize(chunk.astype(np.float32) * scale, (height, width), method="area").numpy())
+
+    return np.concatenate([as_thumbnails(images[start:start + THUMBNAIL_CHUNK])
+                           for start in range(0, len(images), THUMBNAIL_CHUNK)])
 
 
 class EmbeddingProjector:
     """The files of TensorBoard's embedding projector in one run folder of the event files: the
-    codes (``codes.tsv``), their labels (``metadata.tsv``), a sprite of the images and the config."""
+    codes (``codes.tsv``), their labels (``metadata.tsv``), a sprite of the images and the config.
+    ``sprite_limit``: the longest sprite side the projector shows, in pixels."""
 
-    def __init__(self, folder: Path, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]):
+    def __init__(self, folder: Path, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+                 sprite_limit: int = MAX_SPRITE_SIDE):
         from tensorboard.plugins import projector
 
         self.folder = Path(folder)
@@ -35,17 +69,31 @@ class EmbeddingProjector:
         embedding.tensor_name = PROJECTOR_TENSOR
         embedding.tensor_path = "codes.tsv"
         embedding.metadata_path = "metadata.tsv"
-        side = math.ceil(math.sqrt(len(images)))
-        if side * max(images.shape[1:3]) <= MAX_SPRITE_SIDE:
-            padded = np.zeros((side * side, *images.shape[1:]), images.dtype)
-            padded[:len(images)] = images
-            write_png(self.folder / "sprite.png", tile(padded, columns=side, padding=0))
-            embedding.sprite.image_path = "sprite.png"
-            embedding.sprite.single_image_dim.extend([images.shape[2], images.shape[1]])  # width, height
+        self.sprite_limit = sprite_limit
+        self.sprite_image_size = thumbnail_size(len(images), *images.shape[1:3], limit=sprite_limit)
+        if self.sprite_image_size is not None:
+            self._write_sprite(images, embedding)
         else:
-            log.warning("No sprite for the projector: %d images exceed its %d-pixel limit.", len(images),
-                        MAX_SPRITE_SIDE)
+            log.warning("No sprite for the projector: %d images do not fit its %d-pixel limit at one pixel each.",
+                        len(images), sprite_limit)
         projector.visualize_embeddings(str(self.folder), config)
+
+    def _write_sprite(self, images: np.ndarray, embedding) -> None:
+        """The images (grey or colour, as they are) on a square grid, row by row, shrunk to thumbnails
+        if they would not fit the projector's limit otherwise."""
+        height, width = self.sprite_image_size
+        if (height, width) != images.shape[1:3]:
+            log.info("Projector sprite: %d images of %dx%d pixels shown as %dx%d thumbnails to fit its "
+                     "%d-pixel limit.", len(images), images.shape[1], images.shape[2], height, width, self.sprite_limit)
+        # Bytes before the grid: a full sprite of floats would be 800 MB for colour.
+        small = thumbnails(images, height, width)
+        side = math.ceil(math.sqrt(len(images)))
+        padded = np.zeros((side * side, *small.shape[1:]), np.uint8)
+        padded[:len(small)] = small
+        write_png(self.folder / "sprite.png", tile(padded, columns=side, padding=0))
+        embedding.sprite.image_path = "sprite.png"
+        # The thumbnails' size, not the images': the projector cuts the sprite into cells of this size.
+        embedding.sprite.single_image_dim.extend([width, height])
 
     def write(self, codes: np.ndarray) -> None:
         """The codes, as columns of ``codes.tsv``; codes of fewer than three dimensions get zero columns
