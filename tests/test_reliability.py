@@ -280,6 +280,59 @@ def _missing_file(folder: Path) -> None:
     (folder / "t10k-labels-idx1-ubyte.gz").unlink()
 
 
+def _png(path: Path, height: int = 8, width: int = 8, level: int = 128) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((height, width), level, np.uint8)).save(path)
+
+
+def _images_in_classes(folder: Path, classes: dict[str, int], height: int = 8, width: int = 8) -> None:
+    for name, count in classes.items():
+        for index in range(count):
+            _png(folder / name / f"{index}.png", height, width, level=20 * index)
+
+
+def _truncated_image(folder: Path) -> None:
+    _images_in_classes(folder, {"a": 4, "b": 4})
+    path = folder / "b" / "0.png"
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def _mixed_sizes(folder: Path) -> None:
+    _images_in_classes(folder, {"a": 4, "b": 4})
+    _png(folder / "b" / "tall.png", height=12)
+
+
+def _lonely_class(folder: Path) -> None:
+    _images_in_classes(folder, {"a": 6, "b": 1})
+
+
+def _unknown_test_class(folder: Path) -> None:
+    _images_in_classes(folder / "train", {"a": 4, "b": 4})
+    _images_in_classes(folder / "test", {"a": 2, "c": 2})
+
+
+def _odd_size(folder: Path) -> None:
+    _images_in_classes(folder, {"a": 6, "b": 6}, height=30, width=30)
+
+
+def _cache_of_another_version(folder: Path) -> None:
+    """A folder whose cache (in data.cache_dir, FOLDER_CACHE below) says it was written by another format."""
+    from vae_train.config import FolderDataConfig
+    from vae_train.data.sources import ReadContext, read_source
+
+    _images_in_classes(folder, {"a": 4, "b": 4})
+    read_source(FolderDataConfig(name="folder", root=str(folder), cache_dir=str(folder / FOLDER_CACHE),
+                                 test_fraction=0.5), ReadContext())
+    for sidecar in (folder / FOLDER_CACHE).rglob("*.json"):
+        sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"format_version": 0}))
+
+
+FOLDER_CACHE = ".cache"  # inside the images' folder: hidden, so not scanned as images
+# Every case of data=folder reads its images from the damaged folder, with this cache.
+FOLDER_OVERRIDES = ["data=folder", "data.batch_size=2", "trainer.epochs=1", "trainer.progress_bar=false"]
+
 CATALOGUE = {
     # name: (overrides, data damage or None, a phrase the message must contain)
     "unknown choice": (["model=nope"], None, "Available options in 'model'"),
@@ -302,6 +355,21 @@ CATALOGUE = {
     "negative noise": (["corruption=gaussian", "corruption.std=-1"], None, "corruption.std must be >= 0"),
     "unknown training class": (["data.train_classes=[11]"], None, "labels are 0 to 9"),
     "no neighbours": (["evaluation.knn_k=0"], None, "evaluation.knn_k must be a positive number"),
+    "folder without data.root": (["data=folder", "data.root=???"], None, "data.root has no value and needs one"),
+    "folder without images": (FOLDER_OVERRIDES, None, "holds no image file"),
+    "truncated image": (FOLDER_OVERRIDES, _truncated_image, "data.skip_unreadable=true"),
+    "no readable image": (FOLDER_OVERRIDES + ["data.skip_unreadable=true"],
+                          lambda folder: (folder / "a").mkdir() or (folder / "a" / "x.png").write_text("no"),
+                          "None of the 1 image files"),
+    "images of mixed sizes": (FOLDER_OVERRIDES, _mixed_sizes, "data.image_size=[H,W]"),
+    "a class of one image": (FOLDER_OVERRIDES, _lonely_class, "fewer than 2 readable images"),
+    "a test class training lacks": (FOLDER_OVERRIDES + ["data.test_root={data}/test"], _unknown_test_class,
+                                    "has classes the training folder"),
+    "conv layers that cannot draw the images": (
+        FOLDER_OVERRIDES + ["model.encoder_filters=[32,64]", "model.decoder_filters=[64,32]"], _odd_size,
+        "cannot draw 30x30 images"),
+    "a cache of another version": (FOLDER_OVERRIDES, _cache_of_another_version, "format version 0"),
+    "missing CIFAR-10 folder": (["data=cifar10", "data.root=/nonexistent/cifar10"], None, "/nonexistent/cifar10"),
 }
 
 
@@ -321,19 +389,35 @@ def fingerprint(run_dir: Path) -> dict[str, str]:
             if path.is_file() and ".hydra" not in path.parts and path.suffix != ".log"}
 
 
-# Damaged data files are each refused in-process by tests/test_data.py; through the command line, the
-# default run checks two of them and make test-slow the rest.
-SLOW_CASES = {"truncated gzip", "wrong magic", "wrong image size", "checksum mismatch", "unknown training class"}
+# Damaged data files and folders are each refused in-process by tests/test_data.py and
+# tests/test_folder_data.py; through the command line, the default run checks a few of them and make
+# test-slow the rest.
+SLOW_CASES = {"truncated gzip", "wrong magic", "wrong image size", "checksum mismatch", "unknown training class",
+              "folder without images", "no readable image", "a class of one image", "a test class training lacks",
+              "a cache of another version", "missing CIFAR-10 folder", "images of mixed sizes"}
+
+
+def _case_arguments(overrides: list[str], damage, tiny_data_dir: Path, tmp_path: Path) -> list[str]:
+    """A case's command line: a damaged copy of the tiny IDX set, or for data=folder a folder of images
+    that the damage wrote (``{data}`` in an override stands for it)."""
+    if "data=folder" not in overrides:
+        data_dir = _damaged_copy(tiny_data_dir, tmp_path / "mnist", damage) if damage else tiny_data_dir
+        return [*tiny_overrides(data_dir), *overrides]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    if damage:
+        damage(folder)
+    return [f"data.root={folder}", f"data.cache_dir={folder / FOLDER_CACHE}",
+            *(override.format(data=folder) for override in overrides)]
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_CASES else case
                                   for case in CATALOGUE])
 def test_bad_input_gets_one_paragraph_and_a_non_zero_exit(case, finished_run, tiny_data_dir, tmp_path):
     overrides, damage, phrase = CATALOGUE[case]
-    data_dir = _damaged_copy(tiny_data_dir, tmp_path / "mnist", damage) if damage else tiny_data_dir
     before = fingerprint(finished_run)
     log_before = (finished_run / "vae-train.log").read_text()
-    arguments = [*tiny_overrides(data_dir), *overrides]
+    arguments = _case_arguments(overrides, damage, tiny_data_dir, tmp_path)
     if not any(argument.startswith("hydra.run.dir=") for argument in overrides):
         arguments.append(f"hydra.run.dir={finished_run}")
     result = subprocess.run([*CLI, *arguments], env=cli_env(), capture_output=True, text=True, timeout=300)

@@ -5,13 +5,14 @@ results.json and TensorBoard) and by ``vae-eval`` (into metrics.json and eval/),
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vae_train.config import Config
-from vae_train.data.pipeline import ImageDataset, ImagePipelines
+from vae_train.data.pipeline import ImageDataset, ImagePipelines, class_indices
 from vae_train.evaluation.anomaly import detection_figures, score_histograms
 from vae_train.evaluation.codes import encode_with_images, reconstruction_errors
 from vae_train.evaluation.likelihood import has_likelihood_bound, per_image_bounds
@@ -61,10 +62,28 @@ def detect(scores: dict[str, np.ndarray], labels: np.ndarray, is_anomaly: np.nda
     analysis.per_image.update({"anomaly_labels": labels, "anomaly_is_anomaly": is_anomaly})
 
 
+# The training images the codes' figures encode when evaluation.representation_examples is null: all
+# of them up to this many bytes of float pixels (all of MNIST's 60,000; some 10,000 images of 64x64x3),
+# since PCA's baseline holds them in memory.
+REPRESENTATION_BYTES = 512 * 2**20
+
+
+def _representation_limit(dataset: ImageDataset, settings: Config) -> int | None:
+    if settings.evaluation.representation_examples is not None:
+        return settings.evaluation.representation_examples
+    affordable = REPRESENTATION_BYTES // (4 * math.prod(dataset.image_shape))
+    if affordable < len(dataset.train.images):
+        log.info("The codes' figures use the first %d of the %d training images (set "
+                 "evaluation.representation_examples to choose).", affordable, len(dataset.train.images))
+        return affordable
+    return None
+
+
 def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines, settings: Config) -> dict:
-    """The codes' figures and PCA's at the same size (see :mod:`vae_train.evaluation.representation`)."""
+    """The codes' figures and PCA's at the same size (see :mod:`vae_train.evaluation.representation`);
+    for unlabelled images, only PCA's reconstruction error and the active units."""
     started = time.perf_counter()
-    limit = settings.evaluation.representation_examples
+    limit = _representation_limit(dataset, settings)
     train_codes, train_images = encode_with_images(model, pipelines.in_order("train", ENCODE_BATCH), limit)
     test_codes, test_images = encode_with_images(model, pipelines.in_order("test", ENCODE_BATCH))
     if not (np.all(np.isfinite(train_codes)) and np.all(np.isfinite(test_codes))):
@@ -73,11 +92,15 @@ def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePi
     train_labels, test_labels = dataset.train.labels[:len(train_codes)], dataset.test.labels
     classes = len(dataset.class_names)
     seed, knn_k = settings.seed, settings.evaluation.knn_k
-    figures = code_figures(Codes(train_codes, train_labels, test_codes, test_labels), classes, knn_k, seed)
     pca_train, pca_test, pca_error = pca_baseline(train_images, test_images, model.latent_dim, seed,
                                                   lambda images, logits: model.reconstruction_loss(images, logits))
-    pca = code_figures(Codes(pca_train, train_labels, pca_test, test_labels), classes, knn_k, seed)
-    figures.update({f"pca_{name}": value for name, value in pca.items()})
+    figures = {}
+    if dataset.labelled:
+        figures = code_figures(Codes(train_codes, train_labels, test_codes, test_labels), classes, knn_k, seed)
+        pca = code_figures(Codes(pca_train, train_labels, pca_test, test_labels), classes, knn_k, seed)
+        figures.update({f"pca_{name}": value for name, value in pca.items()})
+    else:
+        log.info("The images are unlabelled: no probe, k-NN or k-means figures of the codes.")
     figures["pca_reconstruction"] = pca_error
     if model.variational:
         figures["active_units"] = active_units(test_codes)
@@ -96,7 +119,8 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
     analysis = Analysis()
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
     classes = settings.data.train_classes
-    is_anomaly = None if classes is None or not one_class else ~np.isin(dataset.test.labels, classes)
+    is_anomaly = (None if classes is None or not one_class
+                  else ~np.isin(dataset.test.labels, class_indices(classes, dataset.class_names)))
     if is_anomaly is not None and is_anomaly.any() and not is_anomaly.all():
         scores = anomaly_scores(model, pipelines, num_samples, seed)
         detect(scores, dataset.test.labels, is_anomaly, f"classes {classes} normal, the others anomalous", analysis)

@@ -13,6 +13,7 @@ import tensorflow as tf
 from vae_train.config import Binarize, Config, DecoderDistribution
 from vae_train.data.corruption import corruption_of
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
+from vae_train.data.sources import ReadContext
 from vae_train.evaluation.figures import Evaluator
 from vae_train.evaluation.pictures import Pictures
 from vae_train.models import Autoencoder, build_model
@@ -46,15 +47,17 @@ class AssembledRun:
     writers: TensorBoardWriters
 
 
-def build_parts(settings: Config, dataset: ImageDataset | None = None) -> RunParts:
+def build_parts(settings: Config, dataset: ImageDataset | None = None, run_dir: Path | None = None) -> RunParts:
     """Seeds, devices and compute precision, data pipelines, model and optimizer. ``dataset``: already
-    loaded by ``load_dataset(settings.data)``, to share it between several builds."""
+    loaded by ``load_dataset(settings.data)``, to share it between several builds; ``run_dir``: where a
+    folder's split is recorded (by the chief alone)."""
     keras.utils.set_random_seed(settings.seed)
     if settings.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     devices = set_up_devices(settings.trainer.strategy, settings.trainer.precision,
                              settings.trainer.cpu_threads, settings.trainer.gpu)
-    dataset = dataset or load_dataset(settings.data)
+    context = ReadContext(seed=settings.seed, run_dir=run_dir, progress=settings.trainer.progress_bar)
+    dataset = dataset or load_dataset(settings.data, context)
     if (settings.model.decoder_distribution is DecoderDistribution.continuous_bernoulli
             and settings.data.binarize is not Binarize.none):
         log.info("model.decoder_distribution=continuous_bernoulli on binarized images (data.binarize=%s): "
@@ -74,7 +77,7 @@ def build_trainer(settings: Config, run_dir: Path, dataset: ImageDataset | None 
     """The run's parts, its test figures and pictures, and the Trainer that trains them into ``run_dir``.
     Only the chief of a multi-worker run writes ``run_dir`` (created here); the other workers, a
     scratch folder."""
-    parts = build_parts(settings, dataset)
+    parts = build_parts(settings, dataset, Path(run_dir))
     run_dir = output_dir(Path(run_dir), is_chief(parts.strategy), CHECKPOINTS_DIR)
     writers = TensorBoardWriters(tensorboard_dir(run_dir), tag_of=scalar_tag)
     corrupt = corruption_of(settings.corruption)
@@ -82,7 +85,7 @@ def build_trainer(settings: Config, run_dir: Path, dataset: ImageDataset | None 
                                      parts.dataset.class_names, settings.evaluation, settings.seed, corrupt)
     pictures_hook = TensorBoardPictures.for_run(pictures, writers, settings.trainer.epochs, settings.seed)
     evaluator = Evaluator(parts.model, parts.strategy, settings.trainer.jit_compile, settings.seed,
-                          settings.evaluation.metrics, corrupt)
+                          settings.evaluation.metrics, corrupt, image_quality=settings.data.binarize is Binarize.none)
     trainer = Trainer(parts.model, parts.optimizer, parts.strategy, parts.pipelines, settings.trainer, writers,
                       checkpoint_dir=run_dir / CHECKPOINTS_DIR, checkpoint_signature=checkpoint_signature(settings),
                       evaluator=evaluator, epoch_end_hooks=[pictures_hook], corrupt=corrupt)

@@ -12,10 +12,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_train.config import Config, DataConfig
+from vae_train.config import GROUP_SCHEMAS, Binarize, Config, DataSplit, FolderDataConfig, Resize
 from vae_train.data.corruption import corruption_of
-from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
-from vae_train.data.sources import DATASETS
+from vae_train.data.pipeline import ImageDataset, ImagePipelines, class_indices, load_dataset
+from vae_train.data.sources import SOURCES, ReadContext
+from vae_train.data.sources.mnist import IDX_DATASETS, SPLIT_FILES
 from vae_train.errors import CheckpointError, ConfigError
 from vae_train.evaluation.codes import encode, reconstruction_errors
 from vae_train.evaluation.figures import Evaluator
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 
 SCORES_FILE = "test_reconstruction_errors.npy"
 GIF_FILE = "interpolation.gif"
-GIF_PIXELS = 168  # a 28x28 image six times over
+# The frames' longer side is enlarged by whole pixels to this or more: a 28x28 image six times over; a
+# 16x16 one eleven times; a 256x256 one stays as it is.
+GIF_PIXELS = 168
 GIF_FRAME_MILLISECONDS = 120
 
 
@@ -58,29 +61,40 @@ def restore_model(settings: Config, run_dir: Path, image_shape: tuple[int, int, 
                    "steps": int(global_step.numpy())}
 
 
-def other_data_config(settings: Config, other: str) -> DataConfig:
-    """The data settings of ``--anomalies``: a known dataset by name, or a folder of IDX files, read as
-    the run read its own (binarization, size limits) so the scores compare."""
-    if other in DATASETS:
-        return dataclasses.replace(settings.data, name=other, root=None, train_classes=None)
-    if Path(other).is_dir():
-        return dataclasses.replace(settings.data, root=other, verify_checksums=False, train_classes=None)
-    raise ConfigError(f"--anomalies {other}: neither a dataset ({', '.join(sorted(DATASETS))}) nor a folder. "
-                      "Name one of those datasets, or give a folder holding its four IDX files.")
+def other_data_config(settings: Config, other: str, image_shape: tuple[int, int, int]):
+    """The data settings of ``--anomalies``: a known data set by name, or a folder, read as the run read
+    its own (binarization, size limits) so the scores compare. A folder of IDX files is read as the run's
+    own source; any other folder as a folder of images, brought to the run's image size and channels."""
+    shared = {key: getattr(settings.data, key) for key in ("cache_dir", "batch_size", "max_test_examples",
+                                                           "binarize")}
+    if other in SOURCES and other != "folder":
+        return GROUP_SCHEMAS["data"][other](name=other, **shared)
+    folder = Path(other)
+    if not folder.is_dir():
+        known = ", ".join(sorted(name for name in SOURCES if name != "folder"))
+        raise ConfigError(f"--anomalies {other}: neither a data set ({known}) nor a folder. Name one of those "
+                          "data sets, or give a folder of images (or of the run's IDX files).")
+    if settings.data.name in IDX_DATASETS and (folder / SPLIT_FILES["test_images"]).is_file():
+        return dataclasses.replace(settings.data, root=other, verify_checksums=False, train_classes=None,
+                                   split=DataSplit.standard)
+    # Every image of the folder is tested: it is its own test folder.
+    return FolderDataConfig(name="folder", root=other, test_root=other, labels=None, **shared,
+                            image_size=list(image_shape[:2]), channels=image_shape[2],
+                            resize=getattr(settings.data, "resize", Resize.stretch))
 
 
 def out_of_distribution(model: Autoencoder, settings: Config, dataset: ImageDataset, other: str,
                         analysis: Analysis) -> None:
     """The run's own test images (of its training classes) as the normal ones, their scores those
     :func:`analyse` kept in ``analysis.test_scores``; the other dataset's test images as the anomalies."""
-    other_config = other_data_config(settings, other)
+    other_config = other_data_config(settings, other, dataset.image_shape)
     other_dataset = load_dataset(other_config)
     other_pipelines = ImagePipelines(other_dataset, other_config, settings.seed)
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
     normal = analysis.test_scores
     anomalous = anomaly_scores(model, other_pipelines, num_samples, seed)
     kept = (np.ones(len(dataset.test.labels), bool) if settings.data.train_classes is None
-            else np.isin(dataset.test.labels, settings.data.train_classes))
+            else np.isin(dataset.test.labels, class_indices(settings.data.train_classes, dataset.class_names)))
     scores = {name: np.concatenate([normal[name][kept], anomalous[name]]) for name in normal}
     labels = np.concatenate([dataset.test.labels[kept], other_dataset.test.labels])
     is_anomaly = np.concatenate([np.zeros(int(kept.sum()), bool), np.ones(len(other_dataset.test.labels), bool)])
@@ -89,10 +103,16 @@ def out_of_distribution(model: Autoencoder, settings: Config, dataset: ImageData
 
 
 def write_gif(path: Path, frames: np.ndarray, milliseconds: int = GIF_FRAME_MILLISECONDS) -> None:
-    """An animated GIF looping through ``frames`` (images in [0, 1]) and back, each enlarged."""
+    """An animated GIF looping through ``frames`` (``(height, width, channels)`` images in [0, 1]) and
+    back, each enlarged: in colour for three channels, in grey for one."""
     from PIL import Image
 
-    images = [Image.fromarray(enlarged(to_uint8(frame), GIF_PIXELS)[..., 0]) for frame in frames]
+    def gif_frame(frame: np.ndarray) -> Image.Image:
+        pixels = enlarged(to_uint8(frame), GIF_PIXELS)
+        # Pillow reads (height, width) bytes as grey and (height, width, 3) as RGB, but no (height, width, 1).
+        return Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+
+    images = [gif_frame(frame) for frame in frames]
     loop = images + images[-2:0:-1]
     loop[0].save(path, save_all=True, append_images=loop[1:], duration=milliseconds, loop=0)
 
@@ -109,7 +129,8 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     keras.utils.set_random_seed(settings.seed)
     # The run's own precision, resolved as the run resolved it, so its test figures come out again.
     devices = set_up_devices("one_device", settings.trainer.precision)
-    dataset = load_dataset(settings.data)
+    # A folder's split is the one the run recorded (split.csv), read, never rewritten.
+    dataset = load_dataset(settings.data, ReadContext(seed=settings.seed, run_dir=run_dir))
     pipelines = ImagePipelines(dataset, settings.data, settings.seed)
     model, origin = restore_model(settings, run_dir, dataset.image_shape, devices.precision)
     # The run's own batches: the posterior samples drawn then depend on them, so the figures of
@@ -118,7 +139,8 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     corrupt = corruption_of(settings.corruption)
 
     figures = Evaluator(model, devices.strategy, seed=settings.seed, metrics=settings.evaluation.metrics,
-                        corrupt=corrupt).evaluate(pipelines.test_batches())
+                        corrupt=corrupt, image_quality=settings.data.binarize is Binarize.none
+                        ).evaluate(pipelines.test_batches())
     analysis = analyse(model, dataset, pipelines, settings, one_class=anomalies is None)
     if anomalies is not None:
         out_of_distribution(model, settings, dataset, anomalies, analysis)
@@ -155,9 +177,9 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
         np.save(output / f"labels_{split}.npy", splits[split].labels)
     write_atomically(output / METRICS_FILE, json.dumps(results, indent=2) + "\n")
 
-    shown = ("test_loss", "test_elbo", "test_nll_iw", "test_recipe_loss", "test_rounded_accuracy",
-             "test_denoising_psnr", "anomaly_auroc_reconstruction", "anomaly_auroc_nll_iw", "probe_accuracy",
-             "pca_probe_accuracy", "kmeans_accuracy")
+    shown = ("test_loss", "test_elbo", "test_nll_iw", "test_recipe_loss", "test_rounded_accuracy", "test_psnr",
+             "test_ssim", "test_denoising_psnr", "anomaly_auroc_reconstruction", "anomaly_auroc_nll_iw",
+             "probe_accuracy", "pca_probe_accuracy", "kmeans_accuracy")
     log.info("Evaluated %s (epoch %d, step %d): %s. Results in %s.", origin["checkpoint"], origin["epoch"],
              origin["steps"], ", ".join(f"{key}={results[key]:.4g}" for key in shown if key in results), output)
     return results

@@ -44,6 +44,8 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     resumed = trainer.restore_latest(settings.optimizer)
     check_same_step(run.parts.strategy, trainer.global_step)
     record_session(run_dir)
+    for name, text in run.parts.dataset.run_files.items():  # e.g. a folder's split, drawn by this run
+        write_atomically(run_dir / name, text)
 
     parameters = model.parameter_counts()
     if not resumed:
