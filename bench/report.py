@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench.colour import table as colour_table
+
 BEGIN = "<!-- bench:begin (written by `make bench`; edits between these markers are overwritten) -->"
 END = "<!-- bench:end -->"
 
@@ -153,7 +155,8 @@ def render(results: dict) -> str:
                      f"(whole benchmark: {_f(results['peak_rss_mb'].get('end'))} MB)"])
     if rows:
         lines += ["### Other figures", ""] + _table(["", ""], rows)
-    lines += _evaluation(results.get("evaluation")) + _whole_runs(results.get("whole_runs"))
+    lines += _evaluation(results.get("evaluation")) + colour_table(results.get("colour"))
+    lines += _whole_runs(results.get("whole_runs"))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -35,7 +35,7 @@ from bench import machine  # noqa: E402  (no TensorFlow yet: the CLI is timed fi
 from bench.machine import log  # noqa: E402
 
 SECTIONS = ("cli", "headline", "same_results", "levers", "layout", "threads", "sweep", "profile", "end_to_end",
-            "evaluation", "whole_runs")
+            "evaluation", "colour", "whole_runs")
 BATCH_SIZES = (32, 64, 128, 256)
 MODELS = ("dense_ae", "conv_ae", "cvae")
 
@@ -514,6 +514,12 @@ class Bench:
 
         log("evaluation: the test figures and the IWAE bound against the training step")
         self.results["evaluation"] = runs.evaluation(self)
+
+    def colour(self) -> None:
+        from bench.colour import colour
+
+        log("colour images from a folder: the input pipeline against training")
+        self.results["colour"] = colour(self)
 
     def whole_runs(self) -> None:
         from bench import runs

@@ -329,9 +329,22 @@ def _cache_of_another_version(folder: Path) -> None:
         sidecar.write_text(json.dumps(json.loads(sidecar.read_text()) | {"format_version": 0}))
 
 
+def _no_train_good(folder: Path) -> None:
+    _images_in_classes(folder / "test", {"good": 2, "crack": 2})
+
+
+def _stray_mask(folder: Path) -> None:
+    _images_in_classes(folder / "train", {"good": 6})
+    _images_in_classes(folder / "test", {"good": 2, "crack": 2})
+    _png(folder / "ground_truth" / "crack" / "7_mask.png", level=255)
+
+
 FOLDER_CACHE = ".cache"  # inside the images' folder: hidden, so not scanned as images
 # Every case of data=folder reads its images from the damaged folder, with this cache.
 FOLDER_OVERRIDES = ["data=folder", "data.batch_size=2", "trainer.epochs=1", "trainer.progress_bar=false"]
+MVTEC_OVERRIDES = ["data=mvtec", "data.image_size=[8,8]", "data.batch_size=2", "trainer.epochs=1",
+                   "trainer.progress_bar=false"]
+IMAGE_SOURCES = ("data=folder", "data=mvtec")
 
 CATALOGUE = {
     # name: (overrides, data damage or None, a phrase the message must contain)
@@ -370,6 +383,9 @@ CATALOGUE = {
         "cannot draw 30x30 images"),
     "a cache of another version": (FOLDER_OVERRIDES, _cache_of_another_version, "format version 0"),
     "missing CIFAR-10 folder": (["data=cifar10", "data.root=/nonexistent/cifar10"], None, "/nonexistent/cifar10"),
+    "an inspection folder without train/good": (MVTEC_OVERRIDES, _no_train_good, "train/good"),
+    "a mask of no test image": (MVTEC_OVERRIDES, _stray_mask, "7_mask.png"),
+    "a top-k share outside (0, 1]": (["evaluation.anomaly_top_k=0"], None, "evaluation.anomaly_top_k must be"),
 }
 
 
@@ -394,13 +410,14 @@ def fingerprint(run_dir: Path) -> dict[str, str]:
 # test-slow the rest.
 SLOW_CASES = {"truncated gzip", "wrong magic", "wrong image size", "checksum mismatch", "unknown training class",
               "folder without images", "no readable image", "a class of one image", "a test class training lacks",
-              "a cache of another version", "missing CIFAR-10 folder", "images of mixed sizes"}
+              "a cache of another version", "missing CIFAR-10 folder", "images of mixed sizes",
+              "an inspection folder without train/good"}
 
 
 def _case_arguments(overrides: list[str], damage, tiny_data_dir: Path, tmp_path: Path) -> list[str]:
-    """A case's command line: a damaged copy of the tiny IDX set, or for data=folder a folder of images
-    that the damage wrote (``{data}`` in an override stands for it)."""
-    if "data=folder" not in overrides:
+    """A case's command line: a damaged copy of the tiny IDX set, or for data=folder and data=mvtec a
+    folder of images that the damage wrote (``{data}`` in an override stands for it)."""
+    if not set(IMAGE_SOURCES) & set(overrides):
         data_dir = _damaged_copy(tiny_data_dir, tmp_path / "mnist", damage) if damage else tiny_data_dir
         return [*tiny_overrides(data_dir), *overrides]
     folder = tmp_path / "images"

@@ -65,14 +65,28 @@ def concatenate_images(first: Images, second: Images) -> Images:
 class Split:
     images: Images  # (count, height, width, channels) uint8
     labels: np.ndarray  # (count,) class indices into the data set's class names; all 0 when unlabelled
+    # Optional, per image, for the sources that have them (an inspection data set's test images):
+    masks: Images | None = None  # (count, height, width, 1) uint8, 255 where the image is defective
+    has_mask: np.ndarray | None = None  # (count,) bool: whether the image's mask is known (else all 0 and unused)
+    paths: np.ndarray | None = None  # (count,) str: the image's file, relative to its folder
 
     def __post_init__(self) -> None:
-        assert len(self.images) == len(self.labels), (len(self.images), len(self.labels))
+        for name in ("labels", "masks", "has_mask", "paths"):
+            value = getattr(self, name)
+            assert value is None or len(value) == len(self.images), (name, len(value), len(self.images))
 
     def select(self, key) -> Split:
-        """The images and labels at ``key`` (a slice, boolean mask or index array)."""
-        return Split(self.images[key], self.labels[key])
+        """The images, labels and whatever else the split has, at ``key`` (a slice, boolean mask or index array)."""
+        def part(value):
+            return None if value is None else value[key]
+
+        return Split(self.images[key], self.labels[key], part(self.masks), part(self.has_mask), part(self.paths))
 
 
 def concatenate_splits(first: Split, second: Split) -> Split:
-    return Split(concatenate_images(first.images, second.images), np.concatenate([first.labels, second.labels]))
+    def joined(a, b):
+        return None if a is None or b is None else np.concatenate([np.asarray(a), np.asarray(b)])
+
+    return Split(concatenate_images(first.images, second.images), np.concatenate([first.labels, second.labels]),
+                 joined(first.masks, second.masks), joined(first.has_mask, second.has_mask),
+                 joined(first.paths, second.paths))

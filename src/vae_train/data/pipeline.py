@@ -44,7 +44,7 @@ class InMemoryBatches:
 
 
 # A split read in order has its dynamic binarization drawn once, as if it were this epoch.
-_IN_ORDER_EPOCHS = {"test": 2**31 - 1, "train": 2**31 - 2}
+_IN_ORDER_EPOCHS = {"test": 2**31 - 1, "train": 2**31 - 2, "validation": 2**31 - 3}
 
 
 @dataclass
@@ -55,6 +55,8 @@ class ImageDataset:
     test: Split  # the evaluated split: the test set, or the validation images held out
     labelled: bool = True  # False: one class, "image"; no supervised figures
     run_files: dict[str, str] = field(default_factory=dict)  # SourceImages.run_files
+    validation: Split | None = None  # SourceImages.validation: normal images for anomaly thresholds
+    normal_labels: tuple[int, ...] | None = None  # SourceImages.normal_labels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -138,7 +140,8 @@ def load_dataset(config: DataConfig, context: ReadContext | None = None) -> Imag
             f"data.batch_size={config.batch_size} exceeds the {len(train.images)} training examples; "
             "lower the batch size or raise data.max_train_examples."
         )
-    return ImageDataset(config.name, source.class_names, train, test, source.labelled, source.run_files)
+    return ImageDataset(config.name, source.class_names, train, test, source.labelled, source.run_files,
+                        source.validation, source.normal_labels)
 
 
 def _scaled(images: tf.Tensor) -> tf.Tensor:
@@ -185,7 +188,9 @@ class ImagePipelines:
         self.seed = seed
         self._to_float = TO_FLOAT[config.binarize]
         # Batches are gathered by index from the decoded uint8 images, held once (or memory-mapped).
-        self._readers = {"train": RowReader(dataset.train.images), "test": RowReader(dataset.test.images)}
+        splits = {"train": dataset.train, "test": dataset.test, "validation": dataset.validation}
+        self._readers = {name: RowReader(split.images) for name, split in splits.items() if split is not None}
+        self._sizes = {name: len(split.images) for name, split in splits.items() if split is not None}
         self._train_images = dataset.train.images
         self.train_size = len(dataset.train.images)
         self.test_size = len(dataset.test.images)
@@ -257,8 +262,7 @@ class ImagePipelines:
         return self._test_batches
 
     def in_order(self, split: str, batch_size: int | None = None) -> tf.data.Dataset:
-        """All of ``split`` ("train" or "test") in order, for evaluation and encoding; a dynamic
-        binarization uses one fixed draw per split."""
-        size = {"train": self.train_size, "test": self.test_size}[split]
-        indices = tf.data.Dataset.range(size).batch(batch_size or self.config.batch_size)
+        """All of ``split`` ("train", "test", or "validation" when the source holds normal images out) in
+        order, for evaluation and encoding; a dynamic binarization uses one fixed draw per split."""
+        indices = tf.data.Dataset.range(self._sizes[split]).batch(batch_size or self.config.batch_size)
         return self._finish(self._gathered(split, indices), _IN_ORDER_EPOCHS[split])

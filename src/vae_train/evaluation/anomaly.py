@@ -54,3 +54,36 @@ def score_histograms(scores: dict[str, np.ndarray], is_anomaly: np.ndarray, figu
     figure.suptitle(title, fontsize="medium")
     figure.tight_layout()
     return figure
+
+
+# The scores the per-defect histograms show, those present in this order, at most HISTOGRAM_SCORES of them.
+HISTOGRAM_PREFERENCE = ("reconstruction", "l2_top_k", "ssim_top_k", "nll_iw", "l2_mean", "ssim_mean")
+HISTOGRAM_SCORES = 3
+
+
+def defect_histograms(scores: dict[str, np.ndarray], labels: np.ndarray, class_names: tuple[str, ...],
+                      figures: dict[str, float], title: str):
+    """A matplotlib figure: for a few scores, the histogram of each class of test images (the normal one
+    and each defect type), so a defect type the scores miss shows where it overlaps the normal images."""
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shown = [name for name in HISTOGRAM_PREFERENCE if name in scores][:HISTOGRAM_SCORES]
+    figure = Figure(figsize=(4.6 * len(shown), 3.8), dpi=100)
+    FigureCanvasAgg(figure)
+    colours = colormaps["tab10"]
+    for index, name in enumerate(shown):
+        axes = figure.add_subplot(1, len(shown), index + 1)
+        values = scores[name]
+        bins = np.histogram_bin_edges(values[np.isfinite(values)], bins=40)
+        for label in sorted(set(labels.tolist())):
+            chosen = labels == label
+            axes.hist(values[chosen], bins=bins, density=True, histtype="step", linewidth=1.5,
+                      color=colours(label % 10), label=f"{class_names[label]} ({int(chosen.sum())})")
+        axes.set_xlabel(name)
+        axes.set_title(f"{name}: AUROC {figures.get(f'anomaly_auroc_{name}', float('nan')):.3f}", fontsize="medium")
+        axes.legend(fontsize="small", frameon=False)
+    figure.suptitle(title, fontsize="medium")
+    figure.tight_layout()
+    return figure

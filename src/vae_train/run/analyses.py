@@ -10,14 +10,18 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import tensorflow as tf
 
-from vae_train.config import Config
+from vae_train.config import AnomalyMap, Config
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, class_indices
-from vae_train.evaluation.anomaly import detection_figures, score_histograms
+from vae_train.evaluation.anomaly import defect_histograms, detection_figures, score_histograms
+from vae_train.evaluation.anomaly_maps import ANOMALY_MAPS as INSPECTION_MAPS
 from vae_train.evaluation.codes import encode_with_images, reconstruction_errors
+from vae_train.evaluation.inspection import Inspection, inspect, inspection_picture, key_of, pictured, pixel_figures
 from vae_train.evaluation.likelihood import has_likelihood_bound, per_image_bounds
 from vae_train.evaluation.pictures import ENCODE_BATCH, rasterize
 from vae_train.evaluation.representation import Codes, active_units, code_figures, pca_baseline
+from vae_train.evaluation.segmentation import f1_at, quantile_threshold
 from vae_train.models import Autoencoder
 
 log = logging.getLogger(__name__)
@@ -31,18 +35,43 @@ class Analysis:
     test_scores: dict[str, np.ndarray] = field(default_factory=dict)  # per test image, as computed (anomaly_scores)
 
 
-def anomaly_scores(model: Autoencoder, pipelines: ImagePipelines, num_samples: int, seed: int) -> dict[str, np.ndarray]:
-    """The anomaly scores of every test image of ``pipelines``: ``reconstruction``, and for a VAE with a
-    likelihood, ``neg_elbo`` and ``nll_iw`` from ``num_samples`` importance samples."""
+def map_names(settings: Config, dataset: ImageDataset) -> list[str]:
+    """The anomaly maps to compute: evaluation.anomaly_map; when null, both for an inspection data set."""
+    chosen = settings.evaluation.anomaly_map
+    if chosen is None:
+        return [kind.value for kind in AnomalyMap] if dataset.normal_labels is not None else []
+    return [kind.value for kind in chosen]
+
+
+def anomaly_scores(model: Autoencoder, pipelines: ImagePipelines, settings: Config, split: str = "test",
+                   map_names: list[str] = ()) -> dict[str, np.ndarray]:
+    """The anomaly scores of every image of ``split``: ``reconstruction``, and for a VAE with a likelihood,
+    ``neg_elbo`` and ``nll_iw`` from evaluation.iw_samples importance samples; the image scores of each
+    map of ``map_names`` (see :mod:`vae_train.evaluation.inspection`)."""
+    return scores_and_maps(model, pipelines, settings, split, map_names)[0]
+
+
+def scores_and_maps(model: Autoencoder, pipelines: ImagePipelines, settings: Config, split: str = "test",
+                    map_names: list[str] = ()) -> tuple[dict[str, np.ndarray], Inspection | None]:
+    """:func:`anomaly_scores`, and the maps of the images."""
+    num_samples, seed, evaluation = settings.evaluation.iw_samples, settings.seed, settings.evaluation
+    batches = pipelines.test() if split == "test" else pipelines.in_order(split, pipelines.test_batch_size)
     started = time.perf_counter()
-    scores = {"reconstruction": reconstruction_errors(model, pipelines.test())}
-    timing = f"reconstruction {time.perf_counter() - started:.1f} s"
+    scores = {"reconstruction": reconstruction_errors(model, batches)}
+    timing = [f"reconstruction {time.perf_counter() - started:.1f} s"]
     if has_likelihood_bound(model, num_samples):
         started = time.perf_counter()
-        scores["neg_elbo"], scores["nll_iw"] = per_image_bounds(model, pipelines.test_batches(), num_samples, seed)
-        timing += f", neg_elbo and nll_iw (K = {num_samples}) {time.perf_counter() - started:.1f} s"
-    log.info("Anomaly scores of %d images: %s.", len(scores["reconstruction"]), timing)
-    return scores
+        in_memory = pipelines.test_batches() if split == "test" else batches
+        scores["neg_elbo"], scores["nll_iw"] = per_image_bounds(model, in_memory, num_samples, seed)
+        timing.append(f"neg_elbo and nll_iw (K = {num_samples}) {time.perf_counter() - started:.1f} s")
+    inspection = None
+    if map_names:
+        started = time.perf_counter()
+        inspection = inspect(model, batches, map_names, evaluation.anomaly_map_sigma, evaluation.anomaly_top_k)
+        scores.update(inspection.scores)
+        timing.append(f"maps {', '.join(inspection.maps)} {time.perf_counter() - started:.1f} s")
+    log.info("Anomaly scores of the %d %s images: %s.", len(scores["reconstruction"]), split, ", ".join(timing))
+    return scores, inspection
 
 
 def detect(scores: dict[str, np.ndarray], labels: np.ndarray, is_anomaly: np.ndarray, title: str,
@@ -111,24 +140,93 @@ def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePi
     return figures
 
 
+def anomalous_test_images(dataset: ImageDataset, settings: Config) -> tuple[np.ndarray | None, str]:
+    """Which test images are the anomalies, and how to say so: those outside the source's normal classes
+    (an inspection data set's "good"), else outside data.train_classes; None when neither says."""
+    labels = dataset.test.labels
+    if dataset.normal_labels is not None:
+        normal = [dataset.class_names[label] for label in dataset.normal_labels]
+        return ~np.isin(labels, dataset.normal_labels), f"{', '.join(normal)} normal, the defects anomalous"
+    classes = settings.data.train_classes
+    if classes is None:
+        return None, ""
+    normal = class_indices(classes, dataset.class_names)
+    return ~np.isin(labels, normal), f"classes {classes} normal, the others anomalous"
+
+
+def per_class_detection(scores: dict[str, np.ndarray], dataset: ImageDataset, is_anomaly: np.ndarray) -> dict:
+    """The detection figures of each anomalous class (a defect type) against the normal images."""
+    figures = {}
+    labels = dataset.test.labels
+    for label in sorted(set(labels[is_anomaly].tolist())):
+        chosen = ~is_anomaly | (labels == label)
+        suffix = key_of(dataset.class_names[label])
+        figures.update({f"{name}_{suffix}": value for name, value in
+                        detection_figures({n: v[chosen] for n, v in scores.items()}, is_anomaly[chosen]).items()})
+    return figures
+
+
+def thresholds(model: Autoencoder, pipelines: ImagePipelines, settings: Config, scores: dict[str, np.ndarray],
+               is_anomaly: np.ndarray) -> dict[str, float]:
+    """Each score's threshold, its evaluation.anomaly_quantile on the normal validation images, and the
+    test F1 at it."""
+    validation = anomaly_scores(model, pipelines, settings, "validation", [name for name in INSPECTION_MAPS
+                                                                            if f"{name}_mean" in scores])
+    figures = {}
+    for name, values in scores.items():
+        threshold = quantile_threshold(validation[name], settings.evaluation.anomaly_quantile)
+        figures[f"anomaly_threshold_{name}"] = threshold
+        figures[f"anomaly_f1_{name}"] = f1_at(values, is_anomaly, threshold)
+    return figures
+
+
+def inspection_figures(model: Autoencoder, dataset: ImageDataset, inspection: Inspection, analysis: Analysis) -> None:
+    """Pixel AUROC and PRO where the test images have masks, the picture of maps and masks, and the maps
+    and image paths for vae-eval's files."""
+    test = dataset.test
+    if test.masks is not None and test.has_mask is not None and test.has_mask.any():
+        analysis.figures.update(pixel_figures(inspection.maps, test.masks, test.has_mask, test.labels,
+                                              dataset.class_names, dataset.normal_labels or ()))
+    shown = pictured(test.labels, dataset.normal_labels or ())
+    if len(shown):
+        images = test.images.take(shown, axis=0).astype(np.float32) / 255.0
+        reconstructions = tf.sigmoid(tf.cast(model(tf.constant(images)), tf.float32)).numpy()
+        masks = None if test.masks is None else test.masks.take(shown, axis=0)
+        analysis.pictures["anomaly_maps"] = inspection_picture(
+            images, reconstructions, {name: values[shown] for name, values in inspection.maps.items()}, masks)
+    analysis.per_image.update({f"anomaly_map_{name}": values.astype(np.float16)
+                               for name, values in inspection.maps.items()})
+    if test.paths is not None:
+        analysis.per_image["anomaly_paths"] = np.asarray(test.paths)
+
+
 def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines, settings: Config,
             one_class: bool = True) -> Analysis:
-    """The end-of-run figures of ``model`` on the run's test set; with ``one_class``, its images of the
-    classes the run did not train on (``data.train_classes``) scored as anomalies; without, every
+    """The end-of-run figures of ``model`` on the run's test set; with ``one_class``, its anomalous images
+    (outside the source's normal classes, or data.train_classes) scored as anomalies; without, every
     anomaly score of the test set is kept in ``test_scores`` for the caller's other dataset."""
     analysis = Analysis()
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
-    classes = settings.data.train_classes
-    is_anomaly = (None if classes is None or not one_class
-                  else ~np.isin(dataset.test.labels, class_indices(classes, dataset.class_names)))
+    is_anomaly, title = anomalous_test_images(dataset, settings) if one_class else (None, "")
     if is_anomaly is not None and is_anomaly.any() and not is_anomaly.all():
-        scores = anomaly_scores(model, pipelines, num_samples, seed)
-        detect(scores, dataset.test.labels, is_anomaly, f"classes {classes} normal, the others anomalous", analysis)
+        started = time.perf_counter()
+        scores, inspection = scores_and_maps(model, pipelines, settings, "test", map_names(settings, dataset))
+        detect(scores, dataset.test.labels, is_anomaly, title, analysis)
+        if dataset.normal_labels is not None:
+            analysis.figures.update(per_class_detection(scores, dataset, is_anomaly))
+            analysis.pictures["anomaly_scores_by_class"] = rasterize(defect_histograms(
+                scores, dataset.test.labels, dataset.class_names, analysis.figures, title))
+        if dataset.validation is not None:
+            analysis.figures.update(thresholds(model, pipelines, settings, scores, is_anomaly))
+        if inspection is not None:
+            inspection_figures(model, dataset, inspection, analysis)
+        analysis.figures["anomaly_seconds"] = time.perf_counter() - started
     elif not one_class:
-        scores = anomaly_scores(model, pipelines, num_samples, seed)
+        scores = anomaly_scores(model, pipelines, settings)
     else:
         if is_anomaly is not None:
-            log.info("No anomaly figures: the evaluated images are all of the training classes %s.", classes)
+            log.info("No anomaly figures: the evaluated images are all of the training classes %s.",
+                     settings.data.train_classes)
         scores = ({"nll_iw": per_image_bounds(model, pipelines.test_batches(), num_samples, seed)[1]}
                   if has_likelihood_bound(model, num_samples) else {})
     analysis.test_scores = scores

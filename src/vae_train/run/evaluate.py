@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from vae_train.config import GROUP_SCHEMAS, Binarize, Config, DataSplit, FolderDataConfig, Resize
 from vae_train.data.corruption import corruption_of
-from vae_train.data.pipeline import ImageDataset, ImagePipelines, class_indices, load_dataset
+from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
 from vae_train.data.sources import SOURCES, ReadContext
 from vae_train.data.sources.mnist import IDX_DATASETS, SPLIT_FILES
 from vae_train.errors import CheckpointError, ConfigError
@@ -23,7 +23,7 @@ from vae_train.evaluation.figures import Evaluator
 from vae_train.evaluation.pictures import ENCODE_BATCH, Pictures, enlarged, to_uint8, write_png
 from vae_train.files import write_atomically
 from vae_train.models import Autoencoder, build_model
-from vae_train.run.analyses import Analysis, analyse, anomaly_scores, detect
+from vae_train.run.analyses import Analysis, analyse, anomalous_test_images, anomaly_scores, detect
 from vae_train.run.layout import CHECKPOINTS_DIR, EVAL_DIR, METRICS_FILE, checkpoint_signature
 from vae_train.runtime.devices import set_up_devices
 from vae_train.runtime.precision import ComputePrecision
@@ -90,11 +90,10 @@ def out_of_distribution(model: Autoencoder, settings: Config, dataset: ImageData
     other_config = other_data_config(settings, other, dataset.image_shape)
     other_dataset = load_dataset(other_config)
     other_pipelines = ImagePipelines(other_dataset, other_config, settings.seed)
-    num_samples, seed = settings.evaluation.iw_samples, settings.seed
     normal = analysis.test_scores
-    anomalous = anomaly_scores(model, other_pipelines, num_samples, seed)
-    kept = (np.ones(len(dataset.test.labels), bool) if settings.data.train_classes is None
-            else np.isin(dataset.test.labels, class_indices(settings.data.train_classes, dataset.class_names)))
+    anomalous = anomaly_scores(model, other_pipelines, settings)
+    own_anomalies, _ = anomalous_test_images(dataset, settings)
+    kept = np.ones(len(dataset.test.labels), bool) if own_anomalies is None else ~own_anomalies
     scores = {name: np.concatenate([normal[name][kept], anomalous[name]]) for name in normal}
     labels = np.concatenate([dataset.test.labels[kept], other_dataset.test.labels])
     is_anomaly = np.concatenate([np.zeros(int(kept.sum()), bool), np.ones(len(other_dataset.test.labels), bool)])

@@ -31,10 +31,12 @@ from vae_train.config.schema.data import (
     DataSplit,
     FolderDataConfig,
     Labels,
+    MVTecDataConfig,
     PublishedDataConfig,
     Resize,
 )
 from vae_train.config.schema.evaluation import (
+    AnomalyMap,
     EvaluationConfig,
     ExtraMetric,
     Interpolation,
@@ -81,11 +83,12 @@ class Config:
 
 
 __all__ = [
-    "GROUP_DEFAULTS", "GROUP_SCHEMAS", "MAX_LATENT_DIM", "AdamConfig", "Binarize", "Config", "ConvAEConfig",
+    "GROUP_DEFAULTS", "GROUP_SCHEMAS", "MAX_LATENT_DIM", "AdamConfig", "AnomalyMap", "Binarize", "Config",
+    "ConvAEConfig",
     "ConvVAEConfig", "CorruptionConfig", "DataConfig", "DataSplit", "DecoderDistribution", "DenseAEConfig",
     "Downsampling", "EvaluationConfig", "ExtraMetric", "FolderDataConfig", "GaussianCorruptionConfig", "IWAEConfig",
-    "Interpolation", "Labels", "ManifoldConfig", "ManifoldKind", "MaskingCorruptionConfig", "ModelConfig",
-    "NoCorruptionConfig", "OnNonFinite", "OptimizerConfig", "PixelShareCorruptionConfig", "Precision", "Projection",
-    "PublishedDataConfig", "RMSpropConfig", "ReconstructionLoss", "Reduction", "Resize", "SGDConfig",
+    "Interpolation", "Labels", "ManifoldConfig", "ManifoldKind", "MaskingCorruptionConfig", "MVTecDataConfig",
+    "ModelConfig", "NoCorruptionConfig", "OnNonFinite", "OptimizerConfig", "PixelShareCorruptionConfig", "Precision",
+    "Projection", "PublishedDataConfig", "RMSpropConfig", "ReconstructionLoss", "Reduction", "Resize", "SGDConfig",
     "SaltPepperCorruptionConfig", "Schedule", "TrainerConfig", "option_schema",
 ]

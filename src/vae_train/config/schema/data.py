@@ -91,16 +91,11 @@ class PublishedDataConfig(DataConfig):
     verify_checksums: bool = True
 
 
-@option_schema("data", "folder")
 @dataclass
-class FolderDataConfig(DataConfig):
-    """A folder of the user's own images, searched recursively (PNG, JPEG, BMP, GIF, TIFF, WebP)."""
+class ImageFilesConfig(DataConfig):
+    """What every source of image files shares (PNG, JPEG, BMP, GIF, TIFF, WebP): how they are decoded."""
 
     root: str = MISSING
-    labels: Labels | None = Labels.inferred
-    # A second folder of test images in the same layout; null: a seeded, stratified share of root's.
-    test_root: str | None = None
-    test_fraction: float = 0.1
     # [height, width]; null: the images' own size when they all share one.
     image_size: list[int] | None = None
     resize: Resize = Resize.stretch
@@ -113,9 +108,40 @@ class FolderDataConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(0.0 < self.test_fraction < 1.0,
-                f"data.test_fraction must be between 0 and 1 (a share of the images), got {self.test_fraction}.")
         require(self.image_size is None or (len(self.image_size) == 2 and min(self.image_size) > 0),
                 f"data.image_size must be [height, width] in pixels, or null, got {self.image_size}.")
         require(self.channels in (None, 1, 3), f"data.channels must be 1, 3 or null, got {self.channels}.")
         require_positive(self.decode_workers, "data.decode_workers")
+
+
+@option_schema("data", "folder")
+@dataclass
+class FolderDataConfig(ImageFilesConfig):
+    """A folder of the user's own images, searched recursively, classed by their subfolders or not."""
+
+    labels: Labels | None = Labels.inferred
+    # A second folder of test images in the same layout; null: a seeded, stratified share of root's.
+    test_root: str | None = None
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0.0 < self.test_fraction < 1.0,
+                f"data.test_fraction must be between 0 and 1 (a share of the images), got {self.test_fraction}.")
+
+
+@option_schema("data", "mvtec")
+@dataclass
+class MVTecDataConfig(ImageFilesConfig):
+    """One category of the MVTec AD layout (visual inspection): ``root`` holds ``train/good`` (the normal
+    training images), ``test/good`` and ``test/<defect>`` (the test images, classed by folder), and
+    optionally ``ground_truth/<defect>/<name>_mask.png`` (each defect image's mask)."""
+
+    # The seeded share of train/good held out as normal validation images (where anomaly thresholds are set).
+    validation_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0.0 < self.validation_fraction < 1.0,
+                "data.validation_fraction must be between 0 and 1 (a share of train/good's images), got "
+                f"{self.validation_fraction}.")

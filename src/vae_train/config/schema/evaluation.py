@@ -29,6 +29,13 @@ class Interpolation(Enum):
     slerp = "slerp"  # spherical: along the great circle, as suits codes drawn from a Gaussian prior
 
 
+class AnomalyMap(Enum):
+    """A per-pixel anomaly map of a test image against its reconstruction, summed over channels."""
+
+    l2 = "l2"  # the squared reconstruction error
+    ssim = "ssim"  # 1 - local SSIM (AE-SSIM, Bergmann et al. 2019)
+
+
 class ExtraMetric(Enum):
     """Test-set figures some recipes define besides the losses, reported under their own names."""
 
@@ -89,6 +96,16 @@ class EvaluationConfig:
     traversal_dims: int | None = None
     # Decodings per traversal, over +-3 prior standard deviations around the code.
     traversal_steps: int = 11
+    # Per-pixel anomaly maps of the test images (l2, ssim, or both): image scores from each map (its mean,
+    # max and the mean of its top evaluation.anomaly_top_k share of pixels) and, where the data set has
+    # defect masks, pixel AUROC and PRO. null: both for an inspection data set (data=mvtec), else none.
+    anomaly_map: list[AnomalyMap] | None = None
+    # A Gaussian blur of each map, in pixels; 0: none.
+    anomaly_map_sigma: float = 0.0
+    # The share of a map's pixels whose mean is the top_k image score, in (0, 1].
+    anomaly_top_k: float = 0.01
+    # The anomaly threshold: this quantile of the normal validation images' scores; the test F1 at it is reported.
+    anomaly_quantile: float = 0.99
 
     def __post_init__(self) -> None:
         require_positive(self.every_n_epochs, "evaluation.every_n_epochs")
@@ -97,6 +114,12 @@ class EvaluationConfig:
                 f"evaluation.interpolation_steps must be >= 2 (both ends), got {self.interpolation_steps}.")
         require(self.traversal_steps >= 2, f"evaluation.traversal_steps must be >= 2, got {self.traversal_steps}.")
         require_positive(self.representation_examples, "evaluation.representation_examples")
+        require(0 < self.anomaly_top_k <= 1,
+                f"evaluation.anomaly_top_k must be a share of the pixels in (0, 1], got {self.anomaly_top_k}.")
+        require(0 < self.anomaly_quantile < 1,
+                f"evaluation.anomaly_quantile must be in (0, 1), got {self.anomaly_quantile}.")
+        require(self.anomaly_map_sigma >= 0,
+                f"evaluation.anomaly_map_sigma must be >= 0 pixels, got {self.anomaly_map_sigma}.")
         for key in ("reconstructions", "samples", "code_examples", "iw_samples", "interpolations", "traversal_dims"):
             value = getattr(self, key)
             require(value is None or value >= 0, f"evaluation.{key} must be >= 0, got {value}.")

@@ -36,6 +36,11 @@ class SourceImages:
     test: Split  # the images it offers for testing
     class_names: tuple[str, ...]
     labelled: bool = True  # False: the labels are all 0 and mean nothing (no supervised figures)
+    # Normal images held out of the training images, on which anomaly thresholds are chosen; None: none.
+    validation: Split | None = None
+    # The labels of the normal classes when the source says which images are anomalous (an inspection
+    # data set: "good"); None: the one-class protocol of data.train_classes decides.
+    normal_labels: tuple[int, ...] | None = None
     # Files to record in the run folder (name -> text), e.g. a split drawn now. A training run writes them
     # once it is sure to start, so that a run refused for another reason leaves its folder as it was.
     run_files: dict[str, str] = field(default_factory=dict)
@@ -64,4 +69,4 @@ def read_source(config, context: ReadContext) -> SourceImages:
 
 
 # The readers register themselves on import.
-from vae_train.data.sources import cifar10, folder, mnist  # noqa: E402, F401
+from vae_train.data.sources import cifar10, folder, mnist, mvtec  # noqa: E402, F401

@@ -167,17 +167,23 @@ def composite_on_black(image: Image.Image) -> Image.Image:
     return Image.fromarray(blended if has_colour else blended[..., 0])
 
 
-def fit(image: Image.Image, height: int, width: int, resize: str) -> Image.Image:
+def fit(image: Image.Image, height: int, width: int, resize: str,
+        resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
+    """``image`` made ``height`` x ``width`` by the fitter ``resize``. ``resample`` is for a caller whose
+    pixels are labels rather than intensities (a defect mask: NEAREST), which must keep the image's
+    geometry exactly but never blend two labels into a third."""
     if image.size == (width, height):
         return image  # no resampling at all: bit-exact pixels
-    return FITTERS[resize](image, height, width)
+    return FITTERS[resize](image, height, width, resample)
 
 
-def stretch(image: Image.Image, height: int, width: int) -> Image.Image:
-    return image.resize((width, height), Image.Resampling.BILINEAR)
+def stretch(image: Image.Image, height: int, width: int,
+            resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
+    return image.resize((width, height), resample)
 
 
-def centre_crop(image: Image.Image, height: int, width: int) -> Image.Image:
+def centre_crop(image: Image.Image, height: int, width: int,
+                resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
     """The largest centred region of the target's aspect ratio, then resized to the target."""
     # Compare aspects as cross products, exactly in integers.
     if image.width * height > width * image.height:  # wider than the target: trim the sides
@@ -186,22 +192,23 @@ def centre_crop(image: Image.Image, height: int, width: int) -> Image.Image:
         crop_width, crop_height = image.width, max(1, round(image.width * height / width))
     left, top = (image.width - crop_width) // 2, (image.height - crop_height) // 2
     cropped = image.crop((left, top, left + crop_width, top + crop_height))
-    return fit(cropped, height, width, "stretch")
+    return fit(cropped, height, width, "stretch", resample)
 
 
-def letterbox(image: Image.Image, height: int, width: int) -> Image.Image:
+def letterbox(image: Image.Image, height: int, width: int,
+              resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
     """Resized to fit inside the target with its aspect kept, centred on black."""
     scale = min(width / image.width, height / image.height)
     inner_width = min(width, max(1, round(image.width * scale)))
     inner_height = min(height, max(1, round(image.height * scale)))
-    inner = fit(image, inner_height, inner_width, "stretch")
+    inner = fit(image, inner_height, inner_width, "stretch", resample)
     canvas = Image.new(image.mode, (width, height), 0)
     canvas.paste(inner, ((width - inner_width) // 2, (height - inner_height) // 2))
     return canvas
 
 
-# data.resize's values.
-FITTERS: dict[str, Callable[[Image.Image, int, int], Image.Image]] = {
+# data.resize's values; each takes (image, height, width, resample).
+FITTERS: dict[str, Callable[[Image.Image, int, int, Image.Resampling], Image.Image]] = {
     "stretch": stretch,
     "crop": centre_crop,
     "pad": letterbox,

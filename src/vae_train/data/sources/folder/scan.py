@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
@@ -39,8 +39,8 @@ class ImageFile:
     @property
     def class_folder(self) -> str | None:
         """The first-level subfolder the file lies in; None for a file directly in the folder."""
-        parts = PurePosixPath(self.path).parts
-        return parts[0] if len(parts) > 1 else None
+        folder, separator, _ = self.path.partition("/")
+        return folder if separator else None
 
 
 @dataclass(frozen=True)
@@ -77,20 +77,26 @@ def is_image_name(name: str) -> bool:
 
 def find_images(root: Path) -> list[ImageFile]:
     """Every image file under ``root``, sorted by relative path. Symbolic links to files are followed;
-    links to folders are not (as in Keras' default), so a link back up the tree cannot loop."""
+    links to folders are not (as in Keras' default), so a link back up the tree cannot loop.
+
+    Plain strings and ``os.scandir``, not ``pathlib``: a folder of 70,000 images took 4 s with Path
+    objects, most of it parsing paths, against the 0.3 s of reading an IDX file."""
     found = []
-    for folder, subfolders, names in os.walk(root):
-        # Pruning in place stops os.walk from descending into hidden folders at all.
-        subfolders[:] = [name for name in subfolders if not is_hidden(name)]
-        for name in names:
-            if not is_image_name(name):
-                continue
-            path = Path(folder) / name
-            try:
-                status = path.stat()
-            except OSError:  # a dangling link: nothing to decode
-                continue
-            found.append(ImageFile(path.relative_to(root).as_posix(), status.st_size, status.st_mtime_ns))
+    pending = [("", str(root))]
+    while pending:
+        relative, folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if is_hidden(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((f"{relative}{entry.name}/", entry.path))
+                elif is_image_name(entry.name):
+                    try:
+                        status = entry.stat()  # follows a link to a file
+                    except OSError:  # a dangling link: nothing to decode
+                        continue
+                    found.append(ImageFile(relative + entry.name, status.st_size, status.st_mtime_ns))
     return sorted(found, key=lambda file: file.path)
 
 
