@@ -40,7 +40,6 @@ def evaluation(bench) -> dict:
     import keras
 
     from bench.iwae_before import importance_weighted_nll_before
-    from vae_train.data.pipeline import InMemoryBatches
     from vae_train.evaluation.figures import Evaluator
     from vae_train.evaluation.likelihood import importance_weighted_nll
     from vae_train.models import build_model
@@ -52,7 +51,7 @@ def evaluation(bench) -> dict:
     loop.warm_up()
     model, pipelines = loop.model, loop.parts.pipelines
     test = pipelines.test_batches()
-    iw_test = InMemoryBatches(test.images[:iw_images], test.batch_size)
+    iw_test = test.take(iw_images)
     evaluator = Evaluator(model, loop.parts.strategy, seed=0)
     evaluator.evaluate(test)
     importance_weighted_nll(model, iw_test, IW_SAMPLES)  # traced

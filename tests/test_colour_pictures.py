@@ -287,8 +287,9 @@ def test_ssim_window_fits_small_images():
 @pytest.mark.parametrize(("shape", "every_path"), [(COLOUR, True), (GREY, False)], ids=["colour", "grey"])
 def test_the_evaluator_reports_the_mean_psnr_and_ssim_of_the_reconstructions(shape, every_path):
     model = build_model(ConvAEConfig(name="conv_ae", **TINY_CONV), 2, shape, seed=0)
-    images = random_images(shape, count=23)
-    batches = InMemoryBatches(tf.constant(images), batch_size=10)  # a short last batch
+    pixels = np.round(random_images(shape, count=23) * 255).astype(np.uint8)
+    images = pixels.astype(np.float32) / 255.0
+    batches = InMemoryBatches(tf.constant(pixels), batch_size=10)  # a short last batch
     psnr, ssim = (values.numpy().mean() for values in ImageQuality(SIDE, SIDE)(tf.constant(images), model(images)))
     one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
     # In-memory slices on the host replica; the batches of a tf.data pipeline, through the strategy's

@@ -204,13 +204,26 @@ def test_train_classes_the_dataset_lacks_are_refused_with_its_labels(tiny_data_d
         load_dataset(tiny_data_config(folder, train_classes=[7]))
 
 
-def test_anomalies_of_an_unknown_dataset_or_a_folder_without_idx_files_are_refused(finished_run, tmp_path):
+def test_anomalies_of_an_unknown_dataset_or_a_folder_without_images_are_refused(finished_run, tmp_path):
     from vae_train.launch.eval_cli import run_settings
     from vae_train.run.evaluate import other_data_config
 
     run_dir, _ = finished_run
     settings = run_settings(run_dir, [])
-    with pytest.raises(ConfigError, match="neither a dataset .fashion, mnist. nor a folder"):
-        other_data_config(settings, "nope")
-    with pytest.raises(DataError, match="lacks"):
-        load_dataset(other_data_config(settings, str(tmp_path)))
+    with pytest.raises(ConfigError, match=r"neither a data set \(cifar10, fashion, mnist, mvtec\) nor a folder"):
+        other_data_config(settings, "nope", (28, 28, 1))
+    with pytest.raises(DataError, match="holds no image file"):
+        load_dataset(other_data_config(settings, str(tmp_path), (28, 28, 1)))
+
+
+def test_anomalies_in_a_folder_of_images_are_read_at_the_runs_size(finished_run, tmp_path):
+    from PIL import Image
+
+    from vae_train.launch.eval_cli import run_settings
+    from vae_train.run.evaluate import other_data_config
+
+    for index in range(3):
+        Image.fromarray(np.full((40, 30, 3), 50 * index, np.uint8)).save(tmp_path / f"{index}.png")
+    settings = run_settings(finished_run[0], [f"data.cache_dir={tmp_path / 'cache'}"])
+    other = load_dataset(other_data_config(settings, str(tmp_path), (28, 28, 1)))
+    assert other.image_shape == (28, 28, 1) and len(other.test.images) == 3  # every image is an anomaly

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from vae_train.config import ExtraMetric
 from vae_train.data.corruption import Corrupt
-from vae_train.data.pipeline import InMemoryBatches
+from vae_train.data.pipeline import InMemoryBatches, unit_floats
 from vae_train.models import Autoencoder
 from vae_train.models.terms import metrics_from_sums, summed_terms, sums_size
 from vae_train.runtime.devices import distribute_input, trains_on_host_cpu
@@ -144,12 +144,12 @@ class Evaluator:
             codes = codes.write(codes.size(), self.strategy.gather(means, axis=0))
         return total, codes.concat()
 
-    def _sums_over_slices(self, images: tf.Tensor, batch_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """As :meth:`_distributed_sums_over`, over the batches of an in-memory tensor (one host replica)."""
+    def _sums_over_slices(self, pixels: tf.Tensor, batch_size: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """As :meth:`_distributed_sums_over`, over the batches of in-memory uint8 images (one host replica)."""
         total = tf.zeros([self.sums_size + len(self.extra_names)], tf.float64)
         codes = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
-        for start in tf.range(0, tf.shape(images)[0], batch_size):
-            sums, means = self._replica_sums(images[start:start + batch_size])
+        for start in tf.range(0, tf.shape(pixels)[0], batch_size):
+            sums, means = self._replica_sums(unit_floats(pixels[start:start + batch_size]))
             total += tf.cast(sums, tf.float64)
             codes = codes.write(codes.size(), means)
         return total, codes.concat()
@@ -159,7 +159,7 @@ class Evaluator:
         self.noise.reset_from_seed(self.seed)
         self.corruption_noise.reset_from_seed(self.seed + CORRUPTION_SEED_OFFSET)
         if isinstance(test, InMemoryBatches) and trains_on_host_cpu(self.strategy):
-            sums, codes = self._sums_over_tensor(test.images, tf.constant(test.batch_size))
+            sums, codes = self._sums_over_tensor(test.pixels, tf.constant(test.batch_size))
         else:
             dataset = test.dataset() if isinstance(test, InMemoryBatches) else test
             sums, codes = self._sums_over(distribute_input(self.strategy, dataset))

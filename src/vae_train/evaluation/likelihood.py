@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vae_train.data.pipeline import InMemoryBatches
+from vae_train.data.pipeline import InMemoryBatches, unit_floats
 from vae_train.models import Autoencoder, VariationalAutoencoder
 from vae_train.runtime.functions import run_function
 
@@ -45,11 +45,11 @@ def _summaries_over_dataset(model, dataset: tf.data.Dataset, noise, num_samples,
 
 
 @run_function(reduce_retracing=True)
-def _summaries_over_slices(model, images: tf.Tensor, batch_size, noise, num_samples, decodes_per_chunk):
+def _summaries_over_slices(model, pixels: tf.Tensor, batch_size, noise, num_samples, decodes_per_chunk):
     means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
     log_means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
-    for start in tf.range(0, tf.shape(images)[0], batch_size):
-        mean, log_mean = _batch_summaries(model, images[start:start + batch_size], noise, num_samples,
+    for start in tf.range(0, tf.shape(pixels)[0], batch_size):
+        mean, log_mean = _batch_summaries(model, unit_floats(pixels[start:start + batch_size]), noise, num_samples,
                                           decodes_per_chunk)
         means, log_means = means.write(means.size(), mean), log_means.write(log_means.size(), log_mean)
     return means.concat(), log_means.concat()
@@ -68,7 +68,7 @@ def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.d
     """
     arguments = (tf.random.Generator.from_seed(seed), tf.constant(num_samples), tf.constant(decodes_per_chunk))
     if isinstance(test, InMemoryBatches):
-        means, log_means = _summaries_over_slices(model, test.images, tf.constant(test.batch_size), *arguments)
+        means, log_means = _summaries_over_slices(model, test.pixels, tf.constant(test.batch_size), *arguments)
     else:
         means, log_means = _summaries_over_dataset(model, test, *arguments)
     return -means.numpy(), -log_means.numpy()

@@ -77,8 +77,8 @@ def other_data_config(settings: Config, other: str, image_shape: tuple[int, int,
     if settings.data.name in IDX_DATASETS and (folder / SPLIT_FILES["test_images"]).is_file():
         return dataclasses.replace(settings.data, root=other, verify_checksums=False, train_classes=None,
                                    split=DataSplit.standard)
-    # Every image of the folder is tested: it is its own test folder.
-    return FolderDataConfig(name="folder", root=other, test_root=other, labels=None, **shared,
+    # Every image of the folder is tested: it is its own test folder, and its training images are not used.
+    return FolderDataConfig(name="folder", root=other, test_root=other, labels=None, **(shared | {"batch_size": 1}),
                             image_size=list(image_shape[:2]), channels=image_shape[2],
                             resize=getattr(settings.data, "resize", Resize.stretch))
 
