@@ -29,7 +29,9 @@ from vae_train.config import (
     ConvAEConfig,
     ConvVAEConfig,
     DenseAEConfig,
+    DenseVAEConfig,
     FolderDataConfig,
+    MVTecDataConfig,
     PublishedDataConfig,
     RMSpropConfig,
     SGDConfig,
@@ -38,11 +40,11 @@ from vae_train.config import (
 )
 from vae_train.errors import ConfigError
 
-MODEL_SCHEMAS = {"dense_ae": DenseAEConfig, "conv_ae": ConvAEConfig, "cvae": ConvVAEConfig}
+MODEL_SCHEMAS = {"dense_ae": DenseAEConfig, "conv_ae": ConvAEConfig, "cvae": ConvVAEConfig, "dense_vae": DenseVAEConfig}
 OPTIMIZER_SCHEMAS = {"sgd": SGDConfig, "adam": AdamConfig, "rmsprop": RMSpropConfig}
 DATASETS = ("mnist", "fashion", "cifar10")
 DATA_SCHEMAS = {"mnist": PublishedDataConfig, "fashion": PublishedDataConfig, "cifar10": PublishedDataConfig,
-                "folder": FolderDataConfig}
+                "folder": FolderDataConfig, "mvtec": MVTecDataConfig}
 CLI = [sys.executable, "-m", "vae_train.launch.train_cli"]
 
 

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from conftest import (
     IMAGE_SHAPE,
     PIXELS_PER_IMAGE,
+    PROJECT_ROOT,
     compose,
     make_idx_folder,
     synthetic_digits,
@@ -47,10 +48,28 @@ RECIPES = {
         "evaluation.manifold.kind": "square", "evaluation.manifold.size": 10,
         "evaluation.manifold.square_range": [-2.0, 2.0],
     },
+    "burda_vae": {
+        "data.name": "mnist", "data.binarize": "dynamic", "data.split": "standard", "data.batch_size": 20,
+        "model.name": "dense_vae", "model.hidden_units": [200, 200], "model.activation": "tanh",
+        "model.reconstruction_loss": "bernoulli", "model.train_samples": 1, "optimizer.name": "adam",
+        "optimizer.learning_rate": 1e-3, "optimizer.beta_1": 0.9, "optimizer.beta_2": 0.999,
+        "optimizer.epsilon": 1e-4, "trainer.epochs": 3280, "latent_dim": 50,
+    },
 }
+
+
+def dense(inputs: int, outputs: int) -> int:
+    """The parameters of a dense layer: a weight per input and output, a bias per output."""
+    return inputs * outputs + outputs
+
+
+# Burda et al.'s one-stochastic-layer network, counted by hand: 784-200-200 to a 50-unit mean and a
+# 50-unit log-variance, and 50-200-200-784 back.
+BURDA_ENCODER = dense(784, 200) + dense(200, 200) + 2 * dense(200, 50)  # 157,000 + 40,200 + 2 x 10,050
+BURDA_DECODER = dense(50, 200) + dense(200, 200) + dense(200, 784)  # 10,200 + 40,200 + 157,584
 # Parameter counts stated by the recipes (encoder, decoder).
 PARAMETERS = {"tf_cvae_tutorial": (28_036, 41_953), "geron_stacked_ae": (81_530, 82_284),
-              "keras_vae_fashion": (69_076, 65_089)}
+              "keras_vae_fashion": (69_076, 65_089), "burda_vae": (BURDA_ENCODER, BURDA_DECODER)}
 
 
 def _select(values: dict, dotted: str):
@@ -68,6 +87,12 @@ def test_experiment_pins_its_recipe(experiment):
     settings = to_settings(cfg)
     model = build_model(settings.model, settings.latent_dim, IMAGE_SHAPE, settings.seed)
     assert tuple(model.parameter_counts().values()) == PARAMETERS[experiment]
+
+
+def test_every_experiment_has_its_recipe_and_counts_here():
+    files = {path.stem for path in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml")}
+    assert files == set(RECIPES) == set(PARAMETERS)
+    assert (BURDA_ENCODER, BURDA_DECODER) == (217_300, 207_984)
 
 
 def test_command_line_overrides_win_over_the_experiment():

@@ -13,7 +13,7 @@ from vae_train.errors import ConfigError
 from vae_train.models import build_model, register_model, registered_models
 from vae_train.models.base import Posterior, bernoulli_nll
 
-MODELS = ["dense_ae", "conv_ae", "cvae"]
+MODELS = ["dense_ae", "conv_ae", "cvae", "dense_vae"]
 
 
 def make_model(name: str, latent_dim: int = 2, *overrides: str):
@@ -69,12 +69,28 @@ def test_the_conv_layers_follow_the_image_size_when_left_null(side, layers):
     assert max(layout.decoder_start[:2]) <= 8 or side % 2 ** (layers + 1)  # halved as far as it goes
 
 
-@pytest.mark.parametrize("side", [32, 64, 128])
-@pytest.mark.parametrize("name", ["dense_ae", "conv_ae", "cvae", "iwae"])
-def test_every_model_draws_colour_images_of_its_size(name, side):
+# 32x32 in the default run; the larger sizes (about 10 s each) in make test-slow.
+@pytest.mark.parametrize("side", [32, *(pytest.param(side, marks=pytest.mark.slow) for side in (64, 128, 256))])
+@pytest.mark.parametrize("name", ["dense_ae", "conv_ae", "cvae", "iwae", "dense_vae"])
+def test_every_model_trains_on_colour_images_of_its_size(name, side):
     settings = to_settings(compose([f"model={name}", "latent_dim=4"]))
     model = build_model(settings.model, 4, (side, side, 3), seed=0)
-    assert model(tf.zeros((2, side, side, 3))).shape == (2, side, side, 3)
+    images = tf.random.stateless_uniform((2, side, side, 3), seed=(0, side))
+    assert model(images).shape == (2, side, side, 3)
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    def objective_on_fixed_noise() -> float:
+        noise = tf.random.Generator.from_seed(0)  # the same posterior draws before and after
+        return float(tf.reduce_mean(model.loss_terms(images, training=True, noise=noise)["objective"]))
+
+    before = objective_on_fixed_noise()
+    for _ in range(5):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(model.loss_terms(images, training=True)["objective"])
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables,
+                                      strict=True))
+    after = objective_on_fixed_noise()
+    assert np.isfinite(after) and after < before
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -1,5 +1,5 @@
 """The training objectives beyond the plain ELBO: KL warm-up, free bits, the continuous Bernoulli, the
-IWAE model and the learning-rate schedules."""
+importance-weighted bound of either network (model.train_samples) and the learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from conftest import IMAGE_SHAPE, compose, synthetic_digits, tiny_overrides, tra
 from vae_train.config import to_settings
 from vae_train.errors import ConfigError
 from vae_train.models import build_model
-from vae_train.models.base import Posterior, bernoulli_nll, continuous_bernoulli_log_normalizer
+from vae_train.models.base import LOG_2PI, Posterior, bernoulli_nll, continuous_bernoulli_log_normalizer
+from vae_train.models.terms import TERMS
 from vae_train.runtime.precision import ComputePrecision
 from vae_train.training.optimizers import build_optimizer
 
@@ -86,6 +87,46 @@ def test_iwae_bound_is_no_looser_than_the_elbo_of_its_samples_and_is_its_objecti
     assert np.all(terms["iw_bound"].numpy() <= -tf.reduce_mean(weights, axis=0).numpy() + 1e-4)  # Jensen
 
 
+@pytest.mark.parametrize("name", ["dense_vae", "cvae"])
+def test_the_bound_of_one_sample_is_the_elbo_of_that_sample(name):
+    """K = 1: the same draw z as the ELBO's, the same reconstruction, and in place of the analytic KL its
+    one-sample estimate log q(z|x) - log p(z), whose mean is the KL."""
+    model = model_of(f"model={name}")
+    batch = images()
+    posterior = model.posterior(batch)
+    elbo = model.loss_terms(batch, noise=tf.random.Generator.from_seed(7), posterior=posterior)
+    bound = model.importance_weighted_terms(batch, 1, tf.random.Generator.from_seed(7), posterior)
+    np.testing.assert_allclose(bound["reconstruction"], elbo["reconstruction"], rtol=1e-6)
+    np.testing.assert_allclose(bound["loss"], elbo["loss"], rtol=1e-6)
+    epsilon = tf.random.Generator.from_seed(7).normal([8, 3]).numpy().astype(np.float64)
+    mean, log_variance = posterior.mean.numpy().astype(np.float64), posterior.log_variance.numpy().astype(np.float64)
+    z = mean + np.exp(0.5 * log_variance) * epsilon
+    log_q = -0.5 * np.sum(epsilon**2 + LOG_2PI + log_variance, axis=1)
+    log_p = -0.5 * np.sum(z**2 + LOG_2PI, axis=1)
+    np.testing.assert_allclose(bound["iw_bound"], elbo["reconstruction"].numpy() + log_q - log_p, rtol=1e-5)
+
+
+@pytest.mark.parametrize(("name", "samples"), [("dense_vae", 5), ("cvae", 50)])
+def test_either_network_trains_on_the_bound_of_model_train_samples(name, samples):
+    model = model_of(f"model={name}", f"model.train_samples={samples}")
+    assert model.reported_terms == (*TERMS, "iw_bound")
+    batch = images()
+    terms = model.loss_terms(batch, training=True, noise=tf.random.Generator.from_seed(3))
+    np.testing.assert_array_equal(terms["objective"], terms["iw_bound"])
+    weights, _ = model.importance_samples(batch, tf.random.Generator.from_seed(3).normal([samples, 8, 3]))
+    assert np.all(terms["iw_bound"].numpy() <= -tf.reduce_mean(weights, axis=0).numpy() + 1e-4)  # Jensen
+    with tf.GradientTape() as tape:
+        objective = tf.reduce_mean(model.loss_terms(batch, training=True)["objective"])
+    gradients = tape.gradient(objective, model.trainable_variables)
+    assert all(gradient is not None and np.all(np.isfinite(gradient)) for gradient in gradients)
+
+
+def test_model_iwae_is_the_conv_vae_on_five_samples():
+    iwae, cvae = model_of("model=iwae"), model_of("model=cvae")
+    assert iwae.config.train_samples == 5 and cvae.config.train_samples == 1 and cvae.reported_terms == TERMS
+    assert type(iwae) is type(cvae) and iwae.parameter_counts() == cvae.parameter_counts()
+
+
 def test_iwae_trains_and_reports_its_bound(tiny_data_dir, tmp_path):
     results = train_tiny(tiny_data_dir, tmp_path, "model=iwae", "model.train_samples=3", "evaluation.iw_samples=5",
                          "evaluation.representation=false")
@@ -134,6 +175,10 @@ def test_a_resumed_run_follows_its_schedule(tiny_data_dir, tmp_path):
      "model.decoder_distribution=continuous_bernoulli is a likelihood, but model.reconstruction_loss=mse"),
     (["optimizer.schedule=warmup_cosine"], "needs optimizer.warmup_steps > 0"),
     (["model=iwae", "model.train_samples=0"], "model.train_samples must be >= 1"),
+    (["model=cvae", "model.train_samples=5", "model.beta=2", "model.kl_warmup_steps=100"],
+     "so model.beta=2.0, model.kl_warmup_steps=100 would do nothing"),
+    (["model=dense_vae", "model.train_samples=5", "model.reconstruction_loss=mse"],
+     "weighs each sample by its likelihood p\\(x\\|z\\), and model.reconstruction_loss=mse is none"),
 ])
 def test_bad_objective_settings_are_refused_at_composition(overrides, phrase):
     with pytest.raises(ConfigError, match=phrase):

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -448,6 +449,50 @@ def test_bad_input_gets_one_paragraph_and_a_non_zero_exit(case, finished_run, ti
     assert len(ours) == 1, output
     assert fingerprint(finished_run) == before
     assert (finished_run / "vae-train.log").read_text().startswith(log_before)
+
+
+def _truncate_every_checkpoint(run_dir: Path) -> None:
+    for data_file in (run_dir / "checkpoints").glob("*.data-*"):
+        data_file.write_bytes(data_file.read_bytes()[:100])
+
+
+FAULTS = Path(__file__).parent / "faults.py"  # vae-train with checkpoint saves made to fail
+RUN_INFO = "run_info.json"  # the record of sessions, which any run that starts adds to
+# Faults of a run folder (a copy of finished_run, resumed for a second epoch), which CATALOGUE's cases
+# cannot set up. name: (the saves to fail and how, as tests/faults.py takes them, or None; a preparation
+# of the run folder, or None; the exit status; a phrase the message must contain).
+RUN_FOLDER_FAULTS = {
+    "a full disk during a checkpoint save": (["8", "no_space"], None, 75, "no space left on device"),
+    "a read-only run folder": (["8", "read_only"], None, 75, "the file system is read-only"),
+    "no checkpoint that reads": (None, _truncate_every_checkpoint, 1, "Cannot restore any checkpoint"),
+}
+# tests/test_checkpoint_faults.py has a read-only folder stop in-process.
+SLOW_FAULTS = {"a read-only run folder"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_FAULTS else case
+                                  for case in RUN_FOLDER_FAULTS])
+def test_run_folder_faults_get_one_paragraph_and_their_exit_status(case, finished_run, tiny_data_dir, tmp_path):
+    fault, prepare, status, phrase = RUN_FOLDER_FAULTS[case]
+    run_dir = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    if prepare:
+        prepare(run_dir)
+    before = fingerprint(run_dir)
+    command = [sys.executable, str(FAULTS), *fault] if fault else CLI
+    result = subprocess.run([*command, *tiny_overrides(tiny_data_dir), "trainer.epochs=2", f"hydra.run.dir={run_dir}"],
+                            env=cli_env(), capture_output=True, text=True, timeout=300)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == status, output
+    assert phrase in output
+    assert "Traceback" not in output
+    ours = [line for line in output.splitlines() if "][ERROR]" in line or phrase in line]
+    assert len(ours) == 1, output
+    # Nothing lost: every file of the run is there as it was, but the record of its sessions.
+    after = fingerprint(run_dir)
+    assert {name: after.get(name) for name in before if name != RUN_INFO} == \
+        {name: digest for name, digest in before.items() if name != RUN_INFO}
+    assert not list((run_dir / "checkpoints").glob("*_temp"))
 
 
 def test_more_examples_asked_than_exist_is_a_warning(tiny_data_dir, tmp_path, caplog):

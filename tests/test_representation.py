@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import IMAGE_SHAPE, compose, synthetic_digits
-from vae_train.config import Interpolation, to_settings
+from vae_train.config import Clustering, Interpolation, to_settings
+from vae_train.config.schema import evaluation as evaluation_schema
 from vae_train.errors import ConfigError
 from vae_train.evaluation.latent_walks import (
     dimensions_by_variance,
@@ -20,9 +21,11 @@ from vae_train.evaluation.latent_walks import (
 )
 from vae_train.evaluation.pictures import Pictures
 from vae_train.evaluation.representation import (
+    CLUSTERINGS,
     Codes,
     active_units,
     clustering_accuracy,
+    clustering_figures,
     code_figures,
     pca_baseline,
 )
@@ -63,6 +66,31 @@ def test_one_class_codes_get_the_clustering_figures_only_and_say_so(caplog):
         figures = code_figures(codes, classes=4, knn_k=5, seed=0)
     assert set(figures) == {"kmeans_nmi", "kmeans_accuracy"}
     assert "one class: no probe or k-NN accuracy" in caplog.text
+
+
+def test_umap_gmm_adds_its_figures_and_the_time_each_clustering_took(monkeypatch):
+    # A stand-in for UMAP and the mixture (k-means itself), so the figures' path runs without umap-learn.
+    monkeypatch.setitem(CLUSTERINGS, "umap_gmm", CLUSTERINGS["kmeans"])
+    figures = code_figures(planted_codes(), classes=4, knn_k=5, seed=0, clustering=Clustering.umap_gmm)
+    assert set(figures) == {"probe_accuracy", "knn_accuracy", "kmeans_nmi", "kmeans_accuracy", "kmeans_seconds",
+                            "umap_gmm_nmi", "umap_gmm_accuracy", "umap_gmm_seconds"}
+    assert figures["umap_gmm_accuracy"] == figures["kmeans_accuracy"] == 1.0
+    assert figures["kmeans_seconds"] >= 0 and figures["umap_gmm_seconds"] >= 0
+
+
+@pytest.mark.slow  # numba compiles UMAP's code on first use: 25 to 50 s on two cores
+def test_umap_and_a_gaussian_mixture_cluster_separable_codes_perfectly():
+    pytest.importorskip("umap", reason="umap-learn is not installed: pip install 'vae-train[umap]'")
+    codes = planted_codes()
+    figures = clustering_figures(codes.test, codes.test_labels, 4, seed=0, clustering=Clustering.umap_gmm)
+    assert figures["umap_gmm_accuracy"] == 1.0 and figures["umap_gmm_nmi"] == pytest.approx(1.0)
+
+
+def test_umap_gmm_without_umap_learn_is_refused_naming_the_extra(monkeypatch):
+    monkeypatch.setattr(evaluation_schema, "umap_installed", lambda: False)
+    with pytest.raises(ConfigError, match=r"umap-learn is not installed .* pip install 'vae-train\[umap\]'"):
+        to_settings(compose(["evaluation.clustering=umap_gmm"]))
+    assert to_settings(compose()).evaluation.clustering is Clustering.kmeans
 
 
 def test_clustering_accuracy_matches_clusters_to_classes_one_to_one():

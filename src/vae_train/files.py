@@ -3,6 +3,7 @@ reading back a JSON record that may be missing or damaged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -12,8 +13,14 @@ def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a partial file of this process, renamed over it in one step,
     so a kill or a parallel writer (jobs of a sweep rewriting its summary) never leaves a mix."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    os.replace(partial, path)
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except BaseException:
+        # On a full disk the partial file would hold the very space the next try needs.
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
 
 
 def read_json_object(path: Path) -> dict | None:

@@ -25,6 +25,15 @@ log = logging.getLogger(__name__)
 # Test images per batch of the evaluations: a forward pass only, so several times a training batch
 # keeps the kernels busy with fewer calls (measured by `make bench`).
 TEST_BATCH = 512
+# Larger images get fewer per evaluation batch, as many pixels as TEST_BATCH MNIST images: 512 images of
+# 128x128 would hold gigabytes of a decoder's activations (it evaluated 130 such images 2.3x slower
+# than batches of 16, measured).
+EVALUATION_PIXELS = TEST_BATCH * 28 * 28
+
+
+def evaluation_batch(image_shape: tuple[int, ...]) -> int:
+    """Images per batch of a forward-only pass over images of ``image_shape``: TEST_BATCH for MNIST's."""
+    return max(1, min(TEST_BATCH, EVALUATION_PIXELS // (image_shape[0] * image_shape[1])))
 
 
 def unit_floats(pixels: tf.Tensor) -> tf.Tensor:
@@ -199,6 +208,7 @@ class ImagePipelines:
         self._readers = {name: RowReader(split.images) for name, split in splits.items() if split is not None}
         self._sizes = {name: len(split.images) for name, split in splits.items() if split is not None}
         self._train_images = dataset.train.images
+        self.image_shape = dataset.image_shape
         self.train_size = len(dataset.train.images)
         self.test_size = len(dataset.test.images)
         self._test_batches: InMemoryBatches | None = None
@@ -253,11 +263,11 @@ class ImagePipelines:
 
     @property
     def test_batch_size(self) -> int:
-        return max(TEST_BATCH, self.config.batch_size)
+        return max(evaluation_batch(self.image_shape), self.config.batch_size)
 
     def test(self) -> tf.data.Dataset:
-        """The whole test split in order, in batches of TEST_BATCH (or the training batch if larger); a
-        dynamic binarization uses one fixed draw."""
+        """The whole test split in order, in batches of :func:`evaluation_batch` (or the training batch if
+        larger); a dynamic binarization uses one fixed draw."""
         return self.in_order("test", self.test_batch_size)
 
     def test_batches(self) -> InMemoryBatches:

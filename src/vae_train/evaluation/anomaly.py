@@ -1,11 +1,12 @@
 """Anomaly detection: per-image scores that are high for images unlike the training data, and how
 well they separate the normal images from the anomalous ones.
 
-Scores, each in nats per image: ``reconstruction`` (the reconstruction loss of the image decoded
-from its posterior mean), and for VAEs ``neg_elbo`` and ``nll_iw`` (the Monte Carlo ELBO and the
-IWAE bound from the same importance samples, see :mod:`.likelihood`). For each: the area under the
-ROC curve (AUROC), the average precision and the false-positive rate at 95% true positives, by
-scikit-learn, with the anomalies as the positive class.
+Scores, in nats per image: ``reconstruction`` (the reconstruction loss of the image decoded from
+its posterior mean), and for VAEs ``neg_elbo`` and ``nll_iw`` (the Monte Carlo ELBO and the IWAE
+bound from the same importance samples, see :mod:`.likelihood`); in a one-class run also
+``latent_knn`` and ``latent_mahalanobis``, distances of the codes (see :mod:`.latent_scores`). For
+each: the area under the ROC curve (AUROC), the average precision and the false-positive rate at 95%
+true positives, by scikit-learn, with the anomalies as the positive class.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 SCORES = ("reconstruction", "neg_elbo", "nll_iw")
 TRUE_POSITIVE_RATE = 0.95  # where the false-positive rate is read
+# The unit of the scores that are not in nats, for the histograms' axes.
+SCORE_UNITS = {"latent_knn": "code distance", "latent_mahalanobis": "standard deviations"}
 
 
 def false_positive_rate_at(is_anomaly: np.ndarray, scores: np.ndarray, true_positive_rate: float) -> float:
@@ -48,7 +51,7 @@ def score_histograms(scores: dict[str, np.ndarray], is_anomaly: np.ndarray, figu
         for chosen, label, colour in ((~is_anomaly, "normal", "tab:blue"), (is_anomaly, "anomalous", "tab:red")):
             axes.hist(values[finite & chosen], bins=bins, density=True, alpha=0.55, color=colour,
                       label=f"{label} ({int(chosen.sum())})")
-        axes.set_xlabel(f"{name} (nats)")
+        axes.set_xlabel(f"{name} ({SCORE_UNITS.get(name, 'nats')})")
         axes.set_title(f"{name}: AUROC {figures[f'anomaly_auroc_{name}']:.3f}", fontsize="medium")
         axes.legend(fontsize="small", frameon=False)
     figure.suptitle(title, fontsize="medium")

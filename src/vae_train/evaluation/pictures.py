@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from vae_train.config import EvaluationConfig, Interpolation, ManifoldConfig, ManifoldKind, Projection
 from vae_train.data.corruption import Corrupt
+from vae_train.data.pipeline import evaluation_batch
 from vae_train.evaluation.codes import encode
 from vae_train.evaluation.latent_walks import (
     dimensions_by_variance,
@@ -27,6 +28,7 @@ from vae_train.evaluation.latent_walks import (
     traversal_codes,
 )
 from vae_train.models import Autoencoder
+from vae_train.runtime.functions import run_function
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +169,11 @@ def write_png(path: Path, image: np.ndarray) -> None:
     tf.io.write_file(str(path), tf.io.encode_png(to_uint8(image)))
 
 
+@run_function(reduce_retracing=True)
+def _probabilities(model: Autoencoder, codes: tf.Tensor) -> tf.Tensor:
+    return tf.sigmoid(tf.cast(model.decode(codes), tf.float32))
+
+
 class Pictures:
     """Renders the pictures of ``config`` for one model from fixed test images and fixed codes."""
 
@@ -209,14 +216,17 @@ class Pictures:
         return cls(model, first_images(dataset, needed), labels, class_names, config, seed, corrupt)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Pixel probabilities of the decodings of ``codes``."""
-        return tf.sigmoid(self.model.decode(tf.constant(codes))).numpy()
+        """Pixel probabilities of the decodings of ``codes``, in compiled batches of bounded size (large
+        images' decoders ran an eager fallback of their transposed convolutions, 5 s for 110 codes)."""
+        batch = evaluation_batch(self.model.image_shape)
+        return np.concatenate([_probabilities(self.model, tf.constant(codes[start:start + batch])).numpy()
+                               for start in range(0, len(codes), batch)])
 
     def codes(self, images: np.ndarray | None = None) -> np.ndarray:
         """Codes (a VAE's posterior means) of ``images``, by default the fixed test images of the scatter
         and the projector."""
         images = self.code_images if images is None else images
-        return encode(self.model, tf.data.Dataset.from_tensor_slices(images).batch(ENCODE_BATCH))
+        return encode(self.model, tf.data.Dataset.from_tensor_slices(images).batch(evaluation_batch(images.shape[1:])))
 
     def _walk_codes(self, codes: np.ndarray | None) -> np.ndarray:
         """Codes of the walks' images: the first of ``codes`` (those of the code images) when they cover them."""

@@ -3,15 +3,17 @@
 On the test set: a logistic-regression probe and k-nearest neighbours fitted on the training codes
 (their accuracy), and k-means with one cluster per class (the normalized mutual information of its
 clusters with the classes, and its accuracy once each cluster is matched to a class by the Hungarian
-assignment). The same for PCA with as many components as the code has dimensions, fitted on the
-training images, with PCA's own reconstruction error; and for VAEs the active units, the latent
-dimensions whose posterior mean varies across the test set (Burda et al., 2015). All by
-scikit-learn and SciPy.
+assignment); with ``evaluation.clustering=umap_gmm`` also a Gaussian mixture on a UMAP embedding of
+the codes (umap-learn, an optional extra), each clustering timed. The same for PCA with as many
+components as the code has dimensions, fitted on the training images, with PCA's own reconstruction
+error; and for VAEs the active units, the latent dimensions whose posterior mean varies across the
+test set (Burda et al., 2015). All by scikit-learn and SciPy, but the UMAP embedding.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,9 +23,12 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import normalized_mutual_info_score
+from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from vae_train.config import Clustering
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +67,58 @@ def supervised_figures(codes: Codes, knn_k: int) -> dict[str, float]:
             "knn_accuracy": float(neighbours.score(codes.test, codes.test_labels))}
 
 
-def clustering_figures(test_codes: np.ndarray, test_labels: np.ndarray, clusters: int, seed: int) -> dict[str, float]:
-    """``kmeans_nmi`` and ``kmeans_accuracy``: k-means on the test codes, without their labels."""
-    assigned = KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit_predict(test_codes)
-    return {"kmeans_nmi": float(normalized_mutual_info_score(test_labels, assigned)),
-            "kmeans_accuracy": clustering_accuracy(test_labels, assigned)}
+def kmeans_clusters(codes: np.ndarray, clusters: int, seed: int) -> np.ndarray:
+    return KMeans(n_clusters=clusters, n_init=10, random_state=seed).fit_predict(codes)
 
 
-def code_figures(codes: Codes, classes: int, knn_k: int, seed: int) -> dict[str, float]:
-    """The probe's, k-NN's and k-means' figures of ``codes``; the supervised ones only when the training
-    codes hold two classes or more (a one-class run has nothing to tell apart), with one log line."""
-    figures = clustering_figures(codes.test, codes.test_labels, classes, seed)
+# UMAP set for clustering rather than for a picture, as umap-learn's guide "Using UMAP for Clustering"
+# advises: more neighbours than its default 15 (more of the global structure), points packed tightly
+# (min_dist 0), a low-dimensional embedding for the mixture to fit.
+UMAP_NEIGHBOURS = 30
+UMAP_COMPONENTS = 2
+GMM_INITS = 5  # the mixture's EM from several k-means starts, as k-means itself restarts
+
+
+def umap_gmm_clusters(codes: np.ndarray, clusters: int, seed: int) -> np.ndarray:
+    """A full-covariance Gaussian mixture with ``clusters`` components on the codes' UMAP embedding."""
+    import umap  # the optional extra; importing it compiles numba code, so only when asked for
+
+    # Seeded, UMAP runs on one thread whatever n_jobs says; saying so spares its warning.
+    embedding = umap.UMAP(n_neighbors=min(UMAP_NEIGHBOURS, len(codes) - 1), n_components=UMAP_COMPONENTS,
+                          min_dist=0.0, random_state=seed, n_jobs=1).fit_transform(codes)
+    return GaussianMixture(n_components=clusters, n_init=GMM_INITS, random_state=seed).fit_predict(embedding)
+
+
+# Each clustering by its figures' prefix: (codes, clusters, seed) -> a cluster per code.
+CLUSTERINGS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "kmeans": kmeans_clusters,
+    "umap_gmm": umap_gmm_clusters,
+}
+# What each evaluation.clustering runs: k-means always, so every run has the figures sweeps compare.
+CLUSTERINGS_RUN = {Clustering.kmeans: ("kmeans",), Clustering.umap_gmm: ("kmeans", "umap_gmm")}
+
+
+def clustering_figures(test_codes: np.ndarray, test_labels: np.ndarray, clusters: int, seed: int,
+                       clustering: Clustering = Clustering.kmeans) -> dict[str, float]:
+    """``<method>_nmi`` and ``<method>_accuracy`` of each clustering ``clustering`` runs on the test codes,
+    without their labels; when it runs several, also ``<method>_seconds``, the cost each adds."""
+    methods = CLUSTERINGS_RUN[clustering]
+    figures = {}
+    for method in methods:
+        started = time.perf_counter()
+        assigned = CLUSTERINGS[method](test_codes, clusters, seed)
+        figures[f"{method}_nmi"] = float(normalized_mutual_info_score(test_labels, assigned))
+        figures[f"{method}_accuracy"] = clustering_accuracy(test_labels, assigned)
+        if len(methods) > 1:
+            figures[f"{method}_seconds"] = time.perf_counter() - started
+    return figures
+
+
+def code_figures(codes: Codes, classes: int, knn_k: int, seed: int,
+                 clustering: Clustering = Clustering.kmeans) -> dict[str, float]:
+    """The probe's, k-NN's and the clusterings' figures of ``codes``; the supervised ones only when the
+    training codes hold two classes or more (a one-class run has nothing to tell apart), with one log line."""
+    figures = clustering_figures(codes.test, codes.test_labels, classes, seed, clustering)
     if len(np.unique(codes.train_labels)) < 2:
         log.info("The training images are of one class: no probe or k-NN accuracy.")
         return figures
@@ -84,10 +130,11 @@ def pca_baseline(train_images: np.ndarray, test_images: np.ndarray, components: 
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """PCA with ``components`` components fitted on the training images (flattened): the training and
     test codes, and PCA's reconstruction error on the test images in the model's units, by the
-    model's ``reconstruction_loss`` of (images, logits) with the reconstruction clipped into (0, 1)."""
+    model's ``reconstruction_loss`` of (images, logits) with the reconstruction clipped into (0, 1).
+    Fewer training images than ``components`` (a short run of a large code) give as many components as images."""
     flat_train = train_images.reshape(len(train_images), -1)
     flat_test = test_images.reshape(len(test_images), -1)
-    pca = PCA(n_components=components, random_state=seed).fit(flat_train)
+    pca = PCA(n_components=min(components, *flat_train.shape), random_state=seed).fit(flat_train)
     test_codes = pca.transform(flat_test)
     reconstructed = np.clip(pca.inverse_transform(test_codes), 1e-6, 1 - 1e-6).reshape(test_images.shape)
     logits = np.log(reconstructed) - np.log1p(-reconstructed)

@@ -1,4 +1,4 @@
-"""``vae-eval``: evaluate a run folder's latest checkpoint, write pictures and, on request, codes.
+"""``vae-eval``: evaluate a run folder's newest checkpoint that reads, write pictures and, on request, codes.
 
 TensorFlow is imported only once the arguments are parsed, so ``--help`` answers at once.
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from vae_train.config import Config, load_saved_settings
-from vae_train.errors import ConfigError, VaeTrainError
+from vae_train.errors import ConfigError, VaeTrainError, exit_status
 from vae_train.run.layout import SAVED_CONFIG
 from vae_train.runtime.start import start_tensorflow
 
@@ -23,19 +23,23 @@ examples:
   vae-eval outputs/multirun/2026-11-22/11-00-00/3 data.root=/data/mnist --output /tmp/eval
   vae-eval outputs/runs/2026-11-22/10-31-07 --anomalies mnist --gif
 
-Writes into <run>/eval/ (or --output): metrics.json (test figures of the latest checkpoint, in
-nats per image; VAEs also test_nll_iw; the codes' figures beside PCA's; anomaly figures for a
-one-class run or with --anomalies), test_reconstruction_errors.npy (per test image: an anomaly
+Writes into <run>/eval/ (or --output): metrics.json (test figures of the newest checkpoint that
+reads, in nats per image; VAEs also test_nll_iw; the codes' figures beside PCA's; anomaly figures
+for a one-class run or with --anomalies), test_reconstruction_errors.npy (per test image: an anomaly
 score), anomaly_scores_*.npy with anomaly_labels.npy and anomaly_is_anomaly.npy, the pictures as
 PNG files (reconstructions, samples, manifold, interpolations, traversals, latent_scatter,
 denoising, anomaly_scores), with --gif interpolation.gif, and with --encode SPLIT codes_SPLIT.npy
 and labels_SPLIT.npy.
+
+Exit status: 1 for a problem with the run folder or the arguments; 75 when a write fails for want of
+room or access (a full disk, a read-only folder): the same command works once there is room.
 """
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="vae-eval", description="Evaluate the latest checkpoint of a vae-train run folder on its test set.",
+        prog="vae-eval",
+        description="Evaluate a vae-train run folder's newest checkpoint that reads on its test set.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a run folder written by vae-train")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                      gif=args.gif)
     except VaeTrainError as err:
         print(f"vae-eval: {err}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(exit_status(err))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vae_train.config import register, to_settings
-from vae_train.errors import VaeTrainError
+from vae_train.errors import VaeTrainError, exit_status
 from vae_train.files import shown_path
 from vae_train.launch.fast_help import asks_for_help, list_groups_from_one_repository
 from vae_train.launch.sweeps.outcome import FailedJob, describe_error, sweep_score
@@ -102,7 +102,7 @@ def main(cfg: DictConfig) -> float | FailedJob:
         if not isinstance(err, VaeTrainError) or os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         log.error("%s", err)
-        sys.exit(1)
+        sys.exit(exit_status(err))
     log.info("%s", closing_line(results, shown_path(run_dir), time.perf_counter() - started))
     if "stopped_by" in results:
         # The shell's convention for death by a signal, so schedulers see the job was stopped.

@@ -4,7 +4,9 @@ A model supplies ``build_encoder`` and ``build_decoder`` (plain ``keras.Model``s
 always returns logits, so the Bernoulli likelihood is a fused, stable sigmoid cross-entropy;
 images come from ``sigmoid(logits)``. Every reported loss is in nats per image, summed over
 pixels; the ``objective`` the optimizer minimizes may reduce its terms by a mean instead, as
-some reference recipes do (``model.reconstruction_reduction``, ``model.kl_reduction``).
+some reference recipes do (``model.reconstruction_reduction``, ``model.kl_reduction``). A VAE's
+objective is the negative ELBO, or with ``model.train_samples`` K > 1 the negative importance-weighted
+bound of K posterior samples (Burda et al., 2015), whatever its network.
 """
 
 from __future__ import annotations
@@ -232,6 +234,37 @@ class VariationalAutoencoder(Autoencoder):
         if not self.config.free_bits:
             return posterior.kl_to_standard_normal()
         return tf.reduce_sum(tf.maximum(posterior.kl_per_dimension(), self.config.free_bits), axis=-1)
+
+    @property
+    def reported_terms(self) -> tuple[str, ...]:
+        """The ELBO's terms, and the bound when the objective is the importance-weighted one."""
+        return (*TERMS, "iw_bound") if self.config.train_samples > 1 else TERMS
+
+    def loss_terms(self, images: tf.Tensor, training: bool = False, noise: tf.random.Generator | None = None,
+                   inputs: tf.Tensor | None = None, step: tf.Tensor | None = None,
+                   posterior: Posterior | None = None) -> dict[str, tf.Tensor]:
+        """As :meth:`Autoencoder.loss_terms`, the objective being the ELBO's; with ``model.train_samples`` > 1,
+        the terms of :meth:`importance_weighted_terms`, the objective being the bound."""
+        if self.config.train_samples == 1:
+            return super().loss_terms(images, training, noise, inputs, step, posterior)
+        posterior = posterior or self.posterior(images if inputs is None else inputs, training)
+        return self.importance_weighted_terms(images, self.config.train_samples, noise or self.noise, posterior,
+                                              training)
+
+    def importance_weighted_terms(self, images: tf.Tensor, samples: int, noise: tf.random.Generator,
+                                  posterior: Posterior, training: bool = False) -> dict[str, tf.Tensor]:
+        """Per example, from ``samples`` posterior samples drawn from ``noise``: ``iw_bound``, the negative of
+        the importance-weighted bound log (1/K) sum_k p(x, z_k) / q(z_k|x), which is also the ``objective``
+        (tighter than the ELBO as K grows; for K = 1, the single-sample ELBO); and ``loss``, ``reconstruction``
+        and ``kl`` as the ELBO reports them (the reconstruction averaged over the K samples, the KL analytic),
+        so runs on either objective compare."""
+        epsilon = noise.normal([samples, tf.shape(images)[0], self.latent_dim])
+        weights, reconstructions = self.importance_samples(images, epsilon, posterior, training)
+        reconstruction = tf.reduce_mean(reconstructions, axis=0)
+        kl = posterior.kl_to_standard_normal()
+        bound = -(tf.reduce_logsumexp(weights, axis=0) - tf.math.log(float(samples)))
+        return {"loss": reconstruction + self.kl_weight * kl, "reconstruction": reconstruction, "kl": kl,
+                "iw_bound": bound, "objective": bound}
 
     def posterior(self, images: tf.Tensor, training: bool = False) -> Posterior:
         mean, log_variance = self.encoder(images, training=training)

@@ -15,11 +15,11 @@ import tensorflow as tf
 from vae_train.config import AnomalyMap, Config
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, class_indices
 from vae_train.evaluation.anomaly import defect_histograms, detection_figures, score_histograms
-from vae_train.evaluation.anomaly_maps import ANOMALY_MAPS as INSPECTION_MAPS
-from vae_train.evaluation.codes import encode_with_images, reconstruction_errors
+from vae_train.evaluation.codes import encode, encode_with_images, reconstruction_errors
 from vae_train.evaluation.inspection import Inspection, inspect, inspection_picture, key_of, pictured, pixel_figures
+from vae_train.evaluation.latent_scores import latent_scores
 from vae_train.evaluation.likelihood import has_likelihood_bound, per_image_bounds
-from vae_train.evaluation.pictures import ENCODE_BATCH, rasterize
+from vae_train.evaluation.pictures import rasterize
 from vae_train.evaluation.representation import Codes, active_units, code_figures, pca_baseline
 from vae_train.evaluation.segmentation import f1_at, quantile_threshold
 from vae_train.models import Autoencoder
@@ -113,20 +113,21 @@ def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePi
     for unlabelled images, only PCA's reconstruction error and the active units."""
     started = time.perf_counter()
     limit = _representation_limit(dataset, settings)
-    train_codes, train_images = encode_with_images(model, pipelines.in_order("train", ENCODE_BATCH), limit)
-    test_codes, test_images = encode_with_images(model, pipelines.in_order("test", ENCODE_BATCH))
+    train_codes, train_images = encode_with_images(model, pipelines.in_order("train", pipelines.test_batch_size), limit)
+    test_codes, test_images = encode_with_images(model, pipelines.in_order("test", pipelines.test_batch_size))
     if not (np.all(np.isfinite(train_codes)) and np.all(np.isfinite(test_codes))):
         log.warning("No figures of the codes: some codes are not finite (a model gone NaN?).")
         return {}
     train_labels, test_labels = dataset.train.labels[:len(train_codes)], dataset.test.labels
     classes = len(dataset.class_names)
-    seed, knn_k = settings.seed, settings.evaluation.knn_k
+    seed, knn_k, clustering = settings.seed, settings.evaluation.knn_k, settings.evaluation.clustering
     pca_train, pca_test, pca_error = pca_baseline(train_images, test_images, model.latent_dim, seed,
                                                   lambda images, logits: model.reconstruction_loss(images, logits))
     figures = {}
     if dataset.labelled:
-        figures = code_figures(Codes(train_codes, train_labels, test_codes, test_labels), classes, knn_k, seed)
-        pca = code_figures(Codes(pca_train, train_labels, pca_test, test_labels), classes, knn_k, seed)
+        figures = code_figures(Codes(train_codes, train_labels, test_codes, test_labels), classes, knn_k, seed,
+                               clustering)
+        pca = code_figures(Codes(pca_train, train_labels, pca_test, test_labels), classes, knn_k, seed, clustering)
         figures.update({f"pca_{name}": value for name, value in pca.items()})
     else:
         log.info("The images are unlabelled: no probe, k-NN or k-means figures of the codes.")
@@ -138,6 +139,22 @@ def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePi
              len(test_codes), figures["representation_seconds"],
              ", ".join(f"{key} {value:.3g}" for key, value in figures.items() if key != "representation_seconds"))
     return figures
+
+
+def latent_anomaly_scores(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines,
+                          settings: Config) -> dict[str, np.ndarray]:
+    """The test images' scores from their codes alone (:mod:`vae_train.evaluation.latent_scores`), against
+    the codes of the (normal) training images, as many as the codes' figures encode."""
+    limit = _representation_limit(dataset, settings)
+    train_batches = pipelines.in_order("train", pipelines.test_batch_size)
+    if limit is not None:
+        train_batches = train_batches.take(math.ceil(limit / pipelines.test_batch_size))
+    train_codes = encode(model, train_batches)[:limit]
+    test_codes = encode(model, pipelines.in_order("test", pipelines.test_batch_size))
+    if not (np.all(np.isfinite(train_codes)) and np.all(np.isfinite(test_codes))):
+        log.warning("No latent anomaly scores: some codes are not finite (a model gone NaN?).")
+        return {}
+    return latent_scores(train_codes, test_codes, settings.evaluation.knn_k)
 
 
 def anomalous_test_images(dataset: ImageDataset, settings: Config) -> tuple[np.ndarray | None, str]:
@@ -167,11 +184,10 @@ def per_class_detection(scores: dict[str, np.ndarray], dataset: ImageDataset, is
 
 
 def thresholds(model: Autoencoder, pipelines: ImagePipelines, settings: Config, scores: dict[str, np.ndarray],
-               is_anomaly: np.ndarray) -> dict[str, float]:
-    """Each score's threshold, its evaluation.anomaly_quantile on the normal validation images, and the
-    test F1 at it."""
-    validation = anomaly_scores(model, pipelines, settings, "validation", [name for name in INSPECTION_MAPS
-                                                                            if f"{name}_mean" in scores])
+               is_anomaly: np.ndarray, maps: list[str]) -> dict[str, float]:
+    """Each score's threshold, its evaluation.anomaly_quantile on the normal validation images (scored as
+    the test images were, with the maps ``maps``), and the test F1 at it."""
+    validation = anomaly_scores(model, pipelines, settings, "validation", maps)
     figures = {}
     for name, values in scores.items():
         threshold = quantile_threshold(validation[name], settings.evaluation.anomaly_quantile)
@@ -210,14 +226,18 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
     is_anomaly, title = anomalous_test_images(dataset, settings) if one_class else (None, "")
     if is_anomaly is not None and is_anomaly.any() and not is_anomaly.all():
         started = time.perf_counter()
-        scores, inspection = scores_and_maps(model, pipelines, settings, "test", map_names(settings, dataset))
-        detect(scores, dataset.test.labels, is_anomaly, title, analysis)
+        maps = map_names(settings, dataset)
+        scores, inspection = scores_and_maps(model, pipelines, settings, "test", maps)
+        # The latent scores get the detection figures only: the thresholds' validation images and vae-eval
+        # --anomalies' other data set are scored by anomaly_scores, without the run's training codes.
+        latent = latent_anomaly_scores(model, dataset, pipelines, settings)
+        detect({**scores, **latent}, dataset.test.labels, is_anomaly, title, analysis)
         if dataset.normal_labels is not None:
             analysis.figures.update(per_class_detection(scores, dataset, is_anomaly))
             analysis.pictures["anomaly_scores_by_class"] = rasterize(defect_histograms(
                 scores, dataset.test.labels, dataset.class_names, analysis.figures, title))
         if dataset.validation is not None:
-            analysis.figures.update(thresholds(model, pipelines, settings, scores, is_anomaly))
+            analysis.figures.update(thresholds(model, pipelines, settings, scores, is_anomaly, maps))
         if inspection is not None:
             inspection_figures(model, dataset, inspection, analysis)
         analysis.figures["anomaly_seconds"] = time.perf_counter() - started

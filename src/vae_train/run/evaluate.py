@@ -27,6 +27,7 @@ from vae_train.run.analyses import Analysis, analyse, anomalous_test_images, ano
 from vae_train.run.layout import CHECKPOINTS_DIR, EVAL_DIR, METRICS_FILE, checkpoint_signature
 from vae_train.runtime.devices import set_up_devices
 from vae_train.runtime.precision import ComputePrecision
+from vae_train.runtime.storage import writing
 from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ GIF_FRAME_MILLISECONDS = 120
 def restore_model(settings: Config, run_dir: Path, image_shape: tuple[int, int, int],
                   precision: ComputePrecision | None = None) -> tuple[Autoencoder, dict]:
     """The run's model for images of ``image_shape``, computing in ``precision``, with the weights of
-    its latest checkpoint; and where they came from."""
+    its newest checkpoint that reads (a log line names any newer one that does not); and where they came from."""
     checkpoint_dir = Path(run_dir) / CHECKPOINTS_DIR
     model = build_model(settings.model, settings.latent_dim, image_shape, settings.seed, precision)
     # The trainer's step counter, not the optimizer's, which stops on skipped batches. The optimizer
@@ -51,14 +52,19 @@ def restore_model(settings: Config, run_dir: Path, image_shape: tuple[int, int, 
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     checkpoints = RunCheckpoints(checkpoint_dir, checkpoint_signature(settings), settings.trainer.checkpoints_to_keep,
                                  **model_trackables(model), epoch=epoch, global_step=global_step)
-    if checkpoints.latest is None:
+    # The newest checkpoint that reads; the folder is left as it is, as a run may be saving into it.
+    if not checkpoints.restore_latest(partial=True, repair=False):
         raise CheckpointError(
             f"{run_dir} has no checkpoint in {checkpoint_dir}: the run stopped before its first one was "
             f"saved. Train it first (vae-train hydra.run.dir={run_dir} with the run's overrides)."
         )
-    checkpoints.restore_latest(partial=True)
-    return model, {"checkpoint": checkpoints.latest, "epoch": int(epoch.numpy()),
+    return model, {"checkpoint": checkpoints.restored, "epoch": int(epoch.numpy()),
                    "steps": int(global_step.numpy())}
+
+
+def _writing_results(output: Path):
+    """vae-eval's writes into ``output``: one that fails for want of room or access is a StorageError."""
+    return writing("vae-eval's results", output, run_state="The run's checkpoints were only read, not changed.")
 
 
 def other_data_config(settings: Config, other: str, image_shape: tuple[int, int, int]):
@@ -118,7 +124,7 @@ def write_gif(path: Path, frames: np.ndarray, milliseconds: int = GIF_FRAME_MILL
 
 def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tuple[str, ...] = (),
                  output: Path | None = None, anomalies: str | None = None, gif: bool = False) -> dict:
-    """Evaluate ``run_dir``'s latest checkpoint on its test set; returns what metrics.json holds.
+    """Evaluate ``run_dir``'s newest checkpoint that reads on its test set; returns what metrics.json holds.
 
     ``anomalies``: a second dataset (a name or a folder) scored as anomalies against the run's test
     set; ``gif``: also an animated GIF of the first interpolation.
@@ -155,26 +161,35 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
         **analysis.figures,
     }
 
-    output.mkdir(parents=True, exist_ok=True)
-    np.save(output / SCORES_FILE, reconstruction_errors(model, test))
-    for name, values in analysis.per_image.items():
-        np.save(output / f"{name}.npy", values)
+    # Each write is guarded apart from the computing around it, whose out-of-memory errors are no full disk.
+    scores = reconstruction_errors(model, test)
+    with _writing_results(output):
+        output.mkdir(parents=True, exist_ok=True)
+        np.save(output / SCORES_FILE, scores)
+        for name, values in analysis.per_image.items():
+            np.save(output / f"{name}.npy", values)
     pictures = Pictures.from_dataset(model, test, dataset.test.labels, dataset.class_names, settings.evaluation,
                                      settings.seed, corrupt)
-    for name, picture in {**pictures.render(), **analysis.pictures}.items():
-        write_png(output / f"{name}.png", picture)
+    rendered = {**pictures.render(), **analysis.pictures}
+    with _writing_results(output):
+        for name, picture in rendered.items():
+            write_png(output / f"{name}.png", picture)
     if gif:
         frames = pictures.interpolation_chain()
         if len(frames):
-            write_gif(output / GIF_FILE, frames)
+            with _writing_results(output):
+                write_gif(output / GIF_FILE, frames)
         else:
             log.warning("No interpolation to animate: evaluation.interpolations is 0, or the first test images "
                         "are all of one class.")
     splits = {"train": dataset.train, "test": dataset.test}
     for split in encode_splits:
-        np.save(output / f"codes_{split}.npy", encode(model, pipelines.in_order(split, ENCODE_BATCH)))
-        np.save(output / f"labels_{split}.npy", splits[split].labels)
-    write_atomically(output / METRICS_FILE, json.dumps(results, indent=2) + "\n")
+        codes = encode(model, pipelines.in_order(split, ENCODE_BATCH))
+        with _writing_results(output):
+            np.save(output / f"codes_{split}.npy", codes)
+            np.save(output / f"labels_{split}.npy", splits[split].labels)
+    with _writing_results(output):
+        write_atomically(output / METRICS_FILE, json.dumps(results, indent=2) + "\n")
 
     shown = ("test_loss", "test_elbo", "test_nll_iw", "test_recipe_loss", "test_rounded_accuracy", "test_psnr",
              "test_ssim", "test_denoising_psnr", "anomaly_auroc_reconstruction", "anomaly_auroc_nll_iw",

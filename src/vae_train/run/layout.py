@@ -39,7 +39,7 @@ TAG_GROUPS = (
     ("anomaly_", "anomaly", False),  # anomaly_auroc_reconstruction -> anomaly/auroc_reconstruction
     ("denoising_", "denoising", True), ("corrupted_", "denoising", True),
     ("probe_", "representation", True), ("knn_", "representation", True), ("kmeans_", "representation", True),
-    ("pca_", "representation", True), ("active_units", "representation", True),
+    ("umap_gmm_", "representation", True), ("pca_", "representation", True), ("active_units", "representation", True),
 )
 
 

@@ -8,15 +8,16 @@ import logging
 from pathlib import Path
 
 from vae_train.config import Config
-from vae_train.errors import TrainingError
+from vae_train.errors import StorageError, TrainingError
 from vae_train.evaluation.pictures import enlarged, to_uint8
 from vae_train.files import read_json_object, write_atomically
 from vae_train.run.analyses import Analysis, analyse
-from vae_train.run.build import build_trainer
+from vae_train.run.build import AssembledRun, build_trainer
 from vae_train.run.export import export_models
-from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE
+from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE, RUN_INFO_FILE
 from vae_train.run.run_info import record_session
 from vae_train.runtime.host_cpu import start_job_clock
+from vae_train.runtime.storage import writing
 from vae_train.runtime.workers import check_same_step
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,30 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     """Train (or resume) in ``run_dir`` and return the flat results also written to results.json.
 
     ``results["finished"]`` is False when a signal stopped the run early; a non-finite loss raises
-    TrainingError after writing results.json with the error.
+    TrainingError after writing results.json with the error; a write that fails for want of room or
+    access raises StorageError, naming the checkpoint the same command resumes from.
     """
     start_job_clock()
     run = build_trainer(settings, run_dir)
+    try:
+        return _train(settings, run, config_yaml)
+    except StorageError as err:
+        noted = err.noting(run.trainer.checkpoints.resume_note())
+        if noted is err:
+            raise
+        raise noted from err.__cause__
+
+
+def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
     trainer, writers, run_dir = run.trainer, run.writers, run.run_dir
     model, pipelines = run.parts.model, run.parts.pipelines
     resumed = trainer.restore_latest(settings.optimizer)
     check_same_step(run.parts.strategy, trainer.global_step)
-    record_session(run_dir)
+    with writing(RUN_INFO_FILE, run_dir):
+        record_session(run_dir)
     for name, text in run.parts.dataset.run_files.items():  # e.g. a folder's split, drawn by this run
-        write_atomically(run_dir / name, text)
+        with writing(name, run_dir):
+            write_atomically(run_dir / name, text)
 
     parameters = model.parameter_counts()
     if not resumed:
@@ -95,7 +109,8 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         analysis = analyse(model, run.parts.dataset, pipelines, settings)
         results.update(analysis.figures)
         write_analysis(writers, trainer.step, analysis)
-        export_models(model, run_dir / EXPORT_DIR)
+        with writing("the exported models", run_dir / EXPORT_DIR):
+            export_models(model, run_dir / EXPORT_DIR)
     _write_results(run_dir, results)
     writers.flush()
     return results
@@ -109,4 +124,5 @@ def write_analysis(writers, step: int, analysis: Analysis) -> None:
 
 
 def _write_results(run_dir: Path, results: dict) -> None:
-    write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")
+    with writing(RESULTS_FILE, run_dir):
+        write_atomically(run_dir / RESULTS_FILE, json.dumps(results, indent=2) + "\n")

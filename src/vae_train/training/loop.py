@@ -34,6 +34,7 @@ from vae_train.models.terms import metrics_from_sums, summed_terms, sums_size
 from vae_train.runtime.devices import distribute_input
 from vae_train.runtime.functions import run_function
 from vae_train.runtime.host_cpu import seconds_since_job_start
+from vae_train.runtime.storage import writing
 from vae_train.training.checkpoints import RunCheckpoints, model_trackables
 from vae_train.training.interrupts import StopRequest
 from vae_train.training.summaries import TensorBoardWriters
@@ -313,6 +314,7 @@ class Trainer:
 
     def fit(self) -> History:
         history = History()
+        self.checkpoints.warn_if_short_of_space()
         with self.stop.installed():
             for epoch in range(int(self.epoch.numpy()), self.config.epochs):
                 trained = self._train_epoch(epoch)
@@ -327,8 +329,10 @@ class Trainer:
                 record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second,
                                      epoch_seconds, test_codes=self.evaluator.test_codes)
                 history.epochs.append(record)
-                for hook in self.epoch_end_hooks:
-                    hook(record)
+                # The hooks write pictures, and the projector's files, into the run folder.
+                with writing("the epoch's pictures", self.writers.root):
+                    for hook in self.epoch_end_hooks:
+                        hook(record)
                 record.between_epochs_seconds = time.perf_counter() - between_start
                 self.writers.scalars("train", self.step, {
                     "images_per_second": images_per_second, "epoch_seconds": epoch_seconds,

@@ -1,4 +1,8 @@
-"""TensorBoard event files of a run: one folder per split, ``train/`` and ``test/``, under a root."""
+"""TensorBoard event files of a run: one folder per split, ``train/`` and ``test/``, under a root.
+
+A write that fails for want of room or access raises StorageError. TensorFlow buffers events, so such
+a failure may surface at a later write or at the flush rather than at the event it concerns.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from vae_train.runtime.storage import writing
+
+WHAT = "TensorBoard event files"
 
 
 class TensorBoardWriters:
@@ -21,29 +29,31 @@ class TensorBoardWriters:
 
     def writer(self, split: str) -> tf.summary.SummaryWriter:
         if split not in self._writers:
-            self._writers[split] = tf.summary.create_file_writer(str(self.root / split))
+            with writing(WHAT, self.root / split):
+                self._writers[split] = tf.summary.create_file_writer(str(self.root / split))
         return self._writers[split]
 
     def scalars(self, split: str, step: int, values: dict[str, float]) -> None:
-        with self.writer(split).as_default(step=step):
+        with writing(WHAT, self.root / split), self.writer(split).as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(self.tag_of(name), value)
 
     def images(self, split: str, step: int, images: dict[str, np.ndarray]) -> None:
         """One picture per name, each a ``(height, width, channels)`` uint8 array."""
-        with self.writer(split).as_default(step=step):
+        with writing(WHAT, self.root / split), self.writer(split).as_default(step=step):
             for name, image in images.items():
                 tf.summary.image(name, image[np.newaxis])
 
     def histograms(self, split: str, step: int, values: dict[str, tf.Tensor]) -> None:
-        with self.writer(split).as_default(step=step):
+        with writing(WHAT, self.root / split), self.writer(split).as_default(step=step):
             for name, value in values.items():
                 tf.summary.histogram(name, value)
 
     def text(self, name: str, markdown: str, step: int = 0) -> None:
-        with self.writer("train").as_default(step=step):
+        with writing(WHAT, self.root / "train"), self.writer("train").as_default(step=step):
             tf.summary.text(name, markdown)
 
     def flush(self) -> None:
-        for writer in self._writers.values():
-            writer.flush()
+        for split, writer in self._writers.items():
+            with writing(WHAT, self.root / split):
+                writer.flush()

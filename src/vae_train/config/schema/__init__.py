@@ -37,6 +37,7 @@ from vae_train.config.schema.data import (
 )
 from vae_train.config.schema.evaluation import (
     AnomalyMap,
+    Clustering,
     EvaluationConfig,
     ExtraMetric,
     Interpolation,
@@ -49,11 +50,13 @@ from vae_train.config.schema.model import (
     ConvVAEConfig,
     DecoderDistribution,
     DenseAEConfig,
+    DenseVAEConfig,
     Downsampling,
     IWAEConfig,
     ModelConfig,
     ReconstructionLoss,
     Reduction,
+    VAEConfig,
 )
 from vae_train.config.schema.optimizer import AdamConfig, OptimizerConfig, RMSpropConfig, Schedule, SGDConfig
 from vae_train.config.schema.trainer import OnNonFinite, Precision, TrainerConfig
@@ -83,12 +86,12 @@ class Config:
 
 
 __all__ = [
-    "GROUP_DEFAULTS", "GROUP_SCHEMAS", "MAX_LATENT_DIM", "AdamConfig", "AnomalyMap", "Binarize", "Config",
-    "ConvAEConfig",
-    "ConvVAEConfig", "CorruptionConfig", "DataConfig", "DataSplit", "DecoderDistribution", "DenseAEConfig",
-    "Downsampling", "EvaluationConfig", "ExtraMetric", "FolderDataConfig", "GaussianCorruptionConfig", "IWAEConfig",
-    "Interpolation", "Labels", "ManifoldConfig", "ManifoldKind", "MaskingCorruptionConfig", "MVTecDataConfig",
-    "ModelConfig", "NoCorruptionConfig", "OnNonFinite", "OptimizerConfig", "PixelShareCorruptionConfig", "Precision",
-    "Projection", "PublishedDataConfig", "RMSpropConfig", "ReconstructionLoss", "Reduction", "Resize", "SGDConfig",
-    "SaltPepperCorruptionConfig", "Schedule", "TrainerConfig", "option_schema",
+    "GROUP_DEFAULTS", "GROUP_SCHEMAS", "MAX_LATENT_DIM", "AdamConfig", "AnomalyMap", "Binarize", "Clustering", "Config",
+    "ConvAEConfig", "ConvVAEConfig", "CorruptionConfig", "DataConfig", "DataSplit", "DecoderDistribution",
+    "DenseAEConfig", "DenseVAEConfig", "Downsampling", "EvaluationConfig", "ExtraMetric", "FolderDataConfig",
+    "GaussianCorruptionConfig", "IWAEConfig", "Interpolation", "Labels", "ManifoldConfig", "ManifoldKind",
+    "MaskingCorruptionConfig", "MVTecDataConfig", "ModelConfig", "NoCorruptionConfig", "OnNonFinite", "OptimizerConfig",
+    "PixelShareCorruptionConfig", "Precision", "Projection", "PublishedDataConfig", "RMSpropConfig",
+    "ReconstructionLoss", "Reduction", "Resize", "SGDConfig", "SaltPepperCorruptionConfig", "Schedule", "TrainerConfig",
+    "VAEConfig", "option_schema",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -34,6 +35,19 @@ class AnomalyMap(Enum):
 
     l2 = "l2"  # the squared reconstruction error
     ssim = "ssim"  # 1 - local SSIM (AE-SSIM, Bergmann et al. 2019)
+
+
+class Clustering(Enum):
+    """How the codes' figures cluster the test codes, one cluster per class, without their labels."""
+
+    kmeans = "kmeans"  # k-means on the codes themselves
+    # k-means, and a Gaussian mixture on a UMAP embedding of the codes (pip install 'vae-train[umap]')
+    umap_gmm = "umap_gmm"
+
+
+def umap_installed() -> bool:
+    """Whether umap-learn can be imported, without importing it (numba compiles on import)."""
+    return importlib.util.find_spec("umap") is not None
 
 
 class ExtraMetric(Enum):
@@ -84,8 +98,11 @@ class EvaluationConfig:
     representation: bool = True
     # Training images encoded for the probe, k-NN and PCA; null: all.
     representation_examples: int | None = None
-    # Neighbours of the k-NN classifier.
+    # Neighbours of the k-NN classifier, and of the latent_knn anomaly score.
     knn_k: int = 5
+    # The clustering of the test codes: kmeans, or umap_gmm (k-means and a Gaussian mixture on their UMAP
+    # embedding; needs umap-learn).
+    clustering: Clustering = Clustering.kmeans
     # Pairs of test images of different classes interpolated between; 0: none.
     interpolations: int = 4
     # Decodings per interpolation, the two images' own reconstructions included.
@@ -110,6 +127,10 @@ class EvaluationConfig:
     def __post_init__(self) -> None:
         require_positive(self.every_n_epochs, "evaluation.every_n_epochs")
         require(self.knn_k > 0, f"evaluation.knn_k must be a positive number of neighbours, got {self.knn_k}.")
+        require(self.clustering is not Clustering.umap_gmm or umap_installed(),
+                "evaluation.clustering=umap_gmm embeds the codes with UMAP, and umap-learn is not installed in this "
+                "Python. Install it with pip install 'vae-train[umap]' (or pip install -e '.[umap]' in a "
+                "checkout), or keep evaluation.clustering=kmeans.")
         require(self.interpolation_steps >= 2,
                 f"evaluation.interpolation_steps must be >= 2 (both ends), got {self.interpolation_steps}.")
         require(self.traversal_steps >= 2, f"evaluation.traversal_steps must be >= 2, got {self.traversal_steps}.")

@@ -108,9 +108,79 @@ class ConvAEConfig(ModelConfig):
         require_positive(self.kernel_size, "model.kernel_size")
 
 
+@dataclass
+class VAEConfig(ModelConfig):
+    """The keys every VAE has, whatever its network: the weight of its KL term and its training objective.
+
+    A VAE's schema derives from this and from its network's, this first (``ConvVAEConfig(VAEConfig,
+    ConvAEConfig)``), so the network's keys come first in the composed config and each ``__post_init__``
+    runs once."""
+
+    # Weight of the KL term; 1 is the ELBO.
+    beta: float = 1.0
+    # KL warm-up: the KL term's weight in the objective rises linearly from 0 to beta over these steps.
+    kl_warmup_steps: int = 0
+    # Free bits: nats per latent dimension below which its KL is not penalized (Kingma et al., 2016).
+    free_bits: float = 0.0
+    # In the training objective only: mean over latent dimensions is the Keras VAE example (recipe C).
+    kl_reduction: Reduction = Reduction.sum
+    # Importance samples K per image of the training objective: 1 is the ELBO; more, the importance-weighted
+    # bound (Burda et al., 2015), tighter as K grows, reported as iw_bound.
+    train_samples: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}.")
+        require(self.kl_warmup_steps >= 0, f"model.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}.")
+        require(self.free_bits >= 0, f"model.free_bits must be >= 0 nats, got {self.free_bits}.")
+        require(self.train_samples >= 1, f"model.train_samples must be >= 1, got {self.train_samples}.")
+        if self.train_samples > 1:
+            self._require_a_plain_bound()
+
+    def _require_a_plain_bound(self) -> None:
+        """The importance-weighted bound is one log-mean-exp over whole samples: it has no separate KL term
+        to weigh, warm up, floor or average, and it needs a likelihood to weigh the samples by."""
+        shaped = [f"model.{key}={_shown(getattr(self, key))}" for key, plain in ELBO_SHAPING_NEUTRAL.items()
+                  if getattr(self, key) != plain]
+        require(not shaped,
+                f"model.train_samples={self.train_samples} trains on the importance-weighted bound, which has no "
+                f"separate KL or pixel terms, so {', '.join(shaped)} would do nothing: these keys shape the "
+                "ELBO (model.train_samples=1) only. Drop them, or train on the ELBO.")
+        require(self.reconstruction_loss is ReconstructionLoss.bernoulli,
+                f"model.train_samples={self.train_samples} weighs each sample by its likelihood p(x|z), and "
+                f"model.reconstruction_loss={self.reconstruction_loss.value} is none: use "
+                "model.reconstruction_loss=bernoulli, or model.train_samples=1.")
+
+
+# The values at which the ELBO-shaping keys leave the plain negative ELBO (not their defaults, which may
+# change): model.train_samples > 1 requires them.
+ELBO_SHAPING_NEUTRAL = {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0, "kl_reduction": Reduction.sum,
+                        "reconstruction_reduction": Reduction.sum}
+
+
+def _shown(value) -> str:
+    return value.value if isinstance(value, Enum) else str(value)
+
+
+@option_schema("model", "dense_vae")
+@dataclass
+class DenseVAEConfig(VAEConfig):
+    """The MLP VAE of Kingma and Welling (2014) and Burda et al. (2015): dense layers to a Gaussian code, and
+    the mirrored layers to Bernoulli logits. Its defaults are Kingma and Welling's MNIST network: one hidden
+    layer of 500 tanh units."""
+
+    # The encoder's dense layers; the decoder mirrors them.
+    hidden_units: list[int] = field(default_factory=lambda: [500])
+    activation: str = "tanh"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(all(u > 0 for u in self.hidden_units), "model.hidden_units must be positive.")
+
+
 @option_schema("model", "cvae")
 @dataclass
-class ConvVAEConfig(ConvAEConfig):
+class ConvVAEConfig(VAEConfig, ConvAEConfig):
     """Convolutional VAE: a Gaussian encoder (mean and log-variance), a decoder giving logits.
 
     Its defaults differ from the conv autoencoder's where a search found better 10-epoch models on
@@ -120,30 +190,12 @@ class ConvVAEConfig(ConvAEConfig):
     hidden_units: list[int] = field(default_factory=lambda: [128])
     decoder_hidden_units: list[int] = field(default_factory=lambda: [256])
     activation: str = "swish"
-    # Weight of the KL term; 1 is the ELBO.
-    beta: float = 1.0
-    # KL warm-up: the KL term's weight in the objective rises linearly from 0 to beta over these steps.
-    kl_warmup_steps: int = 0
-    # Free bits: nats per latent dimension below which its KL is not penalized (Kingma et al., 2016).
-    free_bits: float = 0.0
-    # In the training objective only: mean over latent dimensions is the Keras VAE example (recipe C).
-    kl_reduction: Reduction = Reduction.sum
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.beta >= 0, f"model.beta must be >= 0, got {self.beta}.")
-        require(self.kl_warmup_steps >= 0, f"model.kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}.")
-        require(self.free_bits >= 0, f"model.free_bits must be >= 0 nats, got {self.free_bits}.")
 
 
 @option_schema("model", "iwae")
 @dataclass
 class IWAEConfig(ConvVAEConfig):
-    """The conv VAE trained on the importance-weighted bound (Burda et al., 2015)."""
+    """The conv VAE trained on the importance-weighted bound (Burda et al., 2015): model=cvae with five
+    importance samples, kept as a name of its own so earlier runs and commands stay valid."""
 
-    # Importance samples per image in the training objective; 1 is the ELBO.
     train_samples: int = 5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(self.train_samples >= 1, f"model.train_samples must be >= 1, got {self.train_samples}.")

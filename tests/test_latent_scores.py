@@ -1,0 +1,61 @@
+"""The anomaly scores of the codes alone (latent_knn, latent_mahalanobis), on planted codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from vae_train.evaluation.latent_scores import knn_distance, latent_scores, mahalanobis_distance
+
+
+def planted(seed: int = 0, dims: int = 4, normal: int = 300, outliers: int = 20):
+    """Normal codes in a stretched, tilted Gaussian cluster; test codes: more of them, then outliers placed
+    just off the cluster across its thin axes, closer to its centre in plain distance than its far ends."""
+    rng = np.random.default_rng(seed)
+    scales = np.array([5.0, 0.2, 0.2, 0.2][:dims])
+    rotation, _ = np.linalg.qr(rng.normal(size=(dims, dims)))
+    train = (rng.normal(size=(normal, dims)) * scales) @ rotation.T
+    test_normal = (rng.normal(size=(100, dims)) * scales) @ rotation.T
+    offsets = np.zeros((outliers, dims))
+    offsets[:, 1] = rng.choice([-1.0, 1.0], outliers) * 4.0  # 20 standard deviations across
+    offsets[:, 0] = rng.uniform(-2.0, 2.0, outliers)
+    test = np.concatenate([test_normal, offsets @ rotation.T])
+    is_outlier = np.r_[np.zeros(100, bool), np.ones(outliers, bool)]
+    return train, test, is_outlier
+
+
+@pytest.mark.parametrize("name", ["latent_knn", "latent_mahalanobis"])
+def test_the_scores_rank_the_planted_outliers_first(name):
+    train, test, is_outlier = planted()
+    scores = latent_scores(train, test, knn_k=5)[name]
+    assert scores.shape == (len(test),)
+    assert scores[is_outlier].min() > scores[~is_outlier].max()
+    assert roc_auc_score(is_outlier, scores) == 1.0
+
+
+def test_the_mahalanobis_distance_is_in_standard_deviations_of_the_codes():
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(20_000, 3)) * [1.0, 2.0, 4.0] + 7.0
+    test = np.array([[7.0, 7.0, 7.0], [8.0, 7.0, 7.0], [7.0, 11.0, 7.0], [7.0, 7.0, 15.0]])
+    # Close to zero shrinkage on this many codes: the distances of the true covariance.
+    np.testing.assert_allclose(mahalanobis_distance(train, test), [0.0, 1.0, 2.0, 2.0], atol=0.05)
+
+
+def test_a_collapsed_dimension_neither_breaks_nor_swamps_the_mahalanobis_distance():
+    """A VAE's inactive unit: its posterior mean barely varies. The shrunk covariance stays invertible, and
+    a wobble along it far below the codes' spread does not outrank a true outlier."""
+    train, test, is_outlier = planted(dims=4)
+    rng = np.random.default_rng(2)
+    train = np.c_[train, rng.normal(size=len(train)) * 1e-6]
+    test = np.c_[test, rng.normal(size=len(test)) * 1e-3]  # a thousand times the training codes' spread
+    scores = mahalanobis_distance(train, test)
+    assert np.all(np.isfinite(scores))
+    assert scores[is_outlier].min() > scores[~is_outlier].max()
+
+
+def test_knn_distance_is_the_mean_distance_to_the_nearest_training_codes():
+    train = np.array([[0.0], [1.0], [3.0], [10.0]])
+    np.testing.assert_allclose(knn_distance(train, np.array([[0.0], [9.0]]), k=2), [0.5, 3.5])
+    # Fewer training codes than k: all of them.
+    np.testing.assert_allclose(knn_distance(train[:2], np.array([[2.0]]), k=5), [1.5])
