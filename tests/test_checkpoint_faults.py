@@ -135,6 +135,7 @@ def test_a_save_on_a_full_disk_stops_in_one_paragraph_and_the_same_command_resum
     assert resumed["test_loss"] == pytest.approx(expected["test_loss"], abs=1e-6)
 
 
+@pytest.mark.slow  # the catalogue's run-folder faults check the exit status through the command line in the default run
 def test_a_full_disk_through_the_command_line_exits_75_and_the_same_command_resumes(
         straight_run, tiny_data_dir, tmp_path):
     overrides = [*tiny_overrides(tiny_data_dir), *FAST, f"trainer.epochs={EPOCHS}", f"hydra.run.dir={tmp_path}"]

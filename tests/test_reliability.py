@@ -412,7 +412,7 @@ def fingerprint(run_dir: Path) -> dict[str, str]:
 SLOW_CASES = {"truncated gzip", "wrong magic", "wrong image size", "checksum mismatch", "unknown training class",
               "folder without images", "no readable image", "a class of one image", "a test class training lacks",
               "a cache of another version", "missing CIFAR-10 folder", "images of mixed sizes",
-              "an inspection folder without train/good"}
+              "an inspection folder without train/good", "truncated image", "a mask of no test image"}
 
 
 def _case_arguments(overrides: list[str], damage, tiny_data_dir: Path, tmp_path: Path) -> list[str]:
