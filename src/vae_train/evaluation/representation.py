@@ -125,6 +125,9 @@ def code_figures(codes: Codes, classes: int, knn_k: int, seed: int,
     return {**supervised_figures(codes, knn_k), **figures}
 
 
+PCA_ERROR_CHUNK = 1000  # test images reconstructed by PCA at a time
+
+
 def pca_baseline(train_images: np.ndarray, test_images: np.ndarray, components: int, seed: int,
                  reconstruction_loss: Callable[[np.ndarray, np.ndarray], np.ndarray]
                  ) -> tuple[np.ndarray, np.ndarray, float]:
@@ -136,9 +139,15 @@ def pca_baseline(train_images: np.ndarray, test_images: np.ndarray, components: 
     flat_test = test_images.reshape(len(test_images), -1)
     pca = PCA(n_components=min(components, *flat_train.shape), random_state=seed).fit(flat_train)
     test_codes = pca.transform(flat_test)
-    reconstructed = np.clip(pca.inverse_transform(test_codes), 1e-6, 1 - 1e-6).reshape(test_images.shape)
-    logits = np.log(reconstructed) - np.log1p(-reconstructed)
-    error = float(np.mean(reconstruction_loss(test_images.astype(np.float32), logits.astype(np.float32))))
+    # In chunks: the float64 reconstructions and their logits of 20,000 images of 64x64x3 took 10 GB at once.
+    errors = []
+    for start in range(0, len(flat_test), PCA_ERROR_CHUNK):
+        chunk = slice(start, start + PCA_ERROR_CHUNK)
+        reconstructed = np.clip(pca.inverse_transform(test_codes[chunk]), 1e-6, 1 - 1e-6)
+        logits = (np.log(reconstructed) - np.log1p(-reconstructed)).astype(np.float32)
+        errors.append(np.asarray(reconstruction_loss(test_images[chunk].astype(np.float32),
+                                                     logits.reshape(test_images[chunk].shape))))
+    error = float(np.mean(np.concatenate(errors)))
     return pca.transform(flat_train), test_codes, error
 
 

@@ -114,11 +114,14 @@ def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePi
     started = time.perf_counter()
     limit = _representation_limit(dataset, settings)
     train_codes, train_images = encode_with_images(model, pipelines.in_order("train", pipelines.test_batch_size), limit)
-    test_codes, test_images = encode_with_images(model, pipelines.in_order("test", pipelines.test_batch_size))
+    # The test images too, within the same budget: PCA's baseline holds them as floats.
+    test_limit = REPRESENTATION_BYTES // (4 * math.prod(dataset.image_shape))
+    test_codes, test_images = encode_with_images(model, pipelines.in_order("test", pipelines.test_batch_size),
+                                                 test_limit if test_limit < len(dataset.test.images) else None)
     if not (np.all(np.isfinite(train_codes)) and np.all(np.isfinite(test_codes))):
         log.warning("No figures of the codes: some codes are not finite (a model gone NaN?).")
         return {}
-    train_labels, test_labels = dataset.train.labels[:len(train_codes)], dataset.test.labels
+    train_labels, test_labels = dataset.train.labels[:len(train_codes)], dataset.test.labels[:len(test_codes)]
     classes = len(dataset.class_names)
     seed, knn_k, clustering = settings.seed, settings.evaluation.knn_k, settings.evaluation.clustering
     pca_train, pca_test, pca_error = pca_baseline(train_images, test_images, model.latent_dim, seed,
