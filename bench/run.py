@@ -648,7 +648,7 @@ def main(argv=None) -> int:
         print(report.render(results))
     else:
         report.write(results, args.json, args.markdown)
-        log(f"wrote {args.json.relative_to(ROOT)} and {args.markdown.relative_to(ROOT)}")
+        log(f"wrote {os.path.relpath(args.json, ROOT)} and {os.path.relpath(args.markdown, ROOT)}")
     log(f"done in {results['total_seconds']:.0f} s")
     return 0
 
