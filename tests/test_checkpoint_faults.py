@@ -99,9 +99,9 @@ def fallback_lines(caplog) -> list[str]:
 
 @pytest.mark.parametrize(("kind", "failing_step"), [
     ("no_space_tensorflow", STEPS),  # the first checkpoint: nothing complete yet
-    ("no_space", STEPS),
-    ("no_space_tensorflow", 2 * STEPS),  # a later one: the one before stays the latest
-    ("no_space", 3 * STEPS),
+    pytest.param("no_space", STEPS, marks=pytest.mark.slow),
+    pytest.param("no_space_tensorflow", 2 * STEPS, marks=pytest.mark.slow),
+    ("no_space", 3 * STEPS),  # a later one: the one before stays the latest
 ])
 def test_a_save_on_a_full_disk_stops_in_one_paragraph_and_the_same_command_resumes(
         kind, failing_step, straight_run, tiny_data_dir, tmp_path, monkeypatch):
@@ -171,7 +171,7 @@ def _fail_writing_results(monkeypatch) -> None:
 # The writers are made to fail instead, with the error a read-only mount gives (EROFS).
 @pytest.mark.parametrize(("failing_write", "written", "resumes_from"), [
     ("checkpoint", f"checkpoint ckpt-{2 * STEPS}", STEPS),
-    ("results", "results.json", EPOCHS * STEPS),
+    pytest.param("results", "results.json", EPOCHS * STEPS, marks=pytest.mark.slow),
 ])
 def test_a_read_only_run_folder_stops_in_one_paragraph_and_the_same_command_resumes(
         failing_write, written, resumes_from, straight_run, tiny_data_dir, tmp_path, monkeypatch):

@@ -284,7 +284,8 @@ def test_ssim_window_fits_small_images():
 
 
 # Each of the evaluator's paths traces its loop anew (XLA's in seconds): all of them for colour only.
-@pytest.mark.parametrize(("shape", "every_path"), [(COLOUR, True), (GREY, False)], ids=["colour", "grey"])
+@pytest.mark.parametrize(("shape", "every_path"), [pytest.param(COLOUR, True, marks=pytest.mark.slow), (GREY, False)],
+                         ids=["colour", "grey"])
 def test_the_evaluator_reports_the_mean_psnr_and_ssim_of_the_reconstructions(shape, every_path):
     model = build_model(ConvAEConfig(name="conv_ae", **TINY_CONV), 2, shape, seed=0)
     pixels = np.round(random_images(shape, count=23) * 255).astype(np.uint8)

@@ -412,7 +412,8 @@ def fingerprint(run_dir: Path) -> dict[str, str]:
 SLOW_CASES = {"truncated gzip", "wrong magic", "wrong image size", "checksum mismatch", "unknown training class",
               "folder without images", "no readable image", "a class of one image", "a test class training lacks",
               "a cache of another version", "missing CIFAR-10 folder", "images of mixed sizes",
-              "an inspection folder without train/good", "truncated image", "a mask of no test image"}
+              "an inspection folder without train/good", "truncated image", "a mask of no test image",
+              "conv layers that cannot draw the images"}
 
 
 def _case_arguments(overrides: list[str], damage, tiny_data_dir: Path, tmp_path: Path) -> list[str]:
@@ -467,7 +468,7 @@ RUN_FOLDER_FAULTS = {
     "no checkpoint that reads": (None, _truncate_every_checkpoint, 1, "Cannot restore any checkpoint"),
 }
 # tests/test_checkpoint_faults.py has a read-only folder stop in-process.
-SLOW_FAULTS = {"a read-only run folder"}
+SLOW_FAULTS = {"a read-only run folder", "no checkpoint that reads"}
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow) if case in SLOW_FAULTS else case
