@@ -39,6 +39,7 @@ from vae_train.config import (
     to_settings,
 )
 from vae_train.errors import ConfigError
+from vae_train.launch.argv import options_first
 
 MODEL_SCHEMAS = {"dense_ae": DenseAEConfig, "conv_ae": ConvAEConfig, "cvae": ConvVAEConfig, "dense_vae": DenseVAEConfig}
 OPTIMIZER_SCHEMAS = {"sgd": SGDConfig, "adam": AdamConfig, "rmsprop": RMSpropConfig}
@@ -199,7 +200,8 @@ def test_cli_help_lists_every_group_and_its_options(tmp_path):
 
 
 def test_cli_cfg_job_prints_the_composed_yaml_with_overrides_applied(tmp_path):
-    result = run_cli(["--cfg", "job", "latent_dim=16", "model=dense_ae"], tmp_path)
+    # Overrides on both sides of an option: Hydra alone stops at the first one after it.
+    result = run_cli(["latent_dim=16", "--cfg", "job", "model=dense_ae"], tmp_path)
 
     assert result.returncode == 0, result.stderr
     printed = OmegaConf.create(result.stdout)
@@ -208,6 +210,19 @@ def test_cli_cfg_job_prints_the_composed_yaml_with_overrides_applied(tmp_path):
     assert printed.data.binarize == "static"
     assert "hydra" not in printed  # job config only
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["a=1", "--cfg", "job", "b=2"], ["--cfg", "job", "a=1", "b=2"]),
+    (["a=1", "-m", "b=1,2", "-c", "hydra"], ["-m", "-c", "hydra", "a=1", "b=1,2"]),
+    (["a=1", "--cfg=job", "b=2"], ["--cfg=job", "a=1", "b=2"]),
+    # --info's value is optional: taken when it is one of its choices, else an override.
+    (["--info", "a=1"], ["--info", "a=1"]),
+    (["a=1", "--info", "config"], ["--info", "config", "a=1"]),
+    (["a=1", "--multirun", "--", "-b=2"], ["--multirun", "--", "a=1", "-b=2"]),
+])
+def test_options_go_before_the_overrides_each_with_its_value(arguments, expected):
+    assert options_first(arguments) == expected
 
 
 def test_cli_unknown_choice_exits_nonzero_with_the_valid_options_and_no_traceback(tmp_path):

@@ -19,8 +19,8 @@ import pytest
 from conftest import compose, make_idx_folder, tiny_overrides
 from vae_train.config import to_settings
 from vae_train.run.train import train
+from vae_train.runtime.cluster import is_chief_task
 from vae_train.runtime.devices import gpu_for_job
-from vae_train.runtime.workers import is_chief_task
 
 HELPER = Path(__file__).with_name("distributed_jobs.py")
 SMALL_CONV = ["model.encoder_filters=[8,16]", "model.decoder_filters=[16,8]", "model.decoder_start_channels=16"]

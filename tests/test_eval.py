@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,6 +212,20 @@ def test_vae_eval_help_does_not_import_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--encode" in result.stdout and "metrics.json" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--anomalies", "fashion", "data.root=/d", "evaluation.iw_samples=5", "--gif"],
+    ["run", "data.root=/d", "--anomalies", "fashion", "--gif", "evaluation.iw_samples=5"],
+    ["--gif", "run", "data.root=/d", "evaluation.iw_samples=5", "--anomalies=fashion"],
+])
+def test_vae_eval_takes_options_and_overrides_in_any_order(argv):
+    from vae_train.launch.eval_cli import parse_args
+
+    args = parse_args(argv)
+
+    assert (args.run_dir, args.overrides) == (Path("run"), ["data.root=/d", "evaluation.iw_samples=5"])
+    assert (args.anomalies, args.gif) == ("fashion", True)
 
 
 # --- anomaly scores ----------------------------------------------------------------------------

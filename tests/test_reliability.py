@@ -496,6 +496,27 @@ def test_run_folder_faults_get_one_paragraph_and_their_exit_status(case, finishe
     assert not list((run_dir / "checkpoints").glob("*_temp"))
 
 
+def test_a_second_process_on_a_running_folder_is_refused_before_it_writes(finished_run, tiny_data_dir, tmp_path):
+    from test_run_lock import start_holder
+
+    run_dir = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    holder = start_holder(run_dir)  # stands for a vae-train still writing there
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    try:
+        result = subprocess.run([*CLI, *tiny_overrides(tiny_data_dir), "trainer.epochs=2", f"hydra.run.dir={run_dir}"],
+                                env=cli_env(), capture_output=True, text=True, timeout=300)
+    finally:
+        holder.kill()
+        holder.wait()
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"in use by another vae-train process (pid {holder.pid} on " in output
+    assert "Traceback" not in output and len(output.strip().splitlines()) == 1
+    # Untouched, Hydra's record of the invocation and the log included.
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+
+
 def test_more_examples_asked_than_exist_is_a_warning(tiny_data_dir, tmp_path, caplog):
     results = train_tiny(tiny_data_dir, tmp_path, "data.max_train_examples=1000000")
     assert results["finished"] is True

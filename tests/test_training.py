@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,36 @@ def test_resuming_gives_the_same_run_as_training_straight_through(tiny_data_dir,
     # Same data order per epoch and the noise generator restored from the checkpoint.
     assert resumed["test_loss"] == pytest.approx(straight["test_loss"], rel=1e-5)
     assert resumed["train_loss"] == pytest.approx(straight["train_loss"], rel=1e-5)
+
+
+def test_the_wall_time_account_counts_work_outside_any_timed_phase(tiny_data_dir, tmp_path, monkeypatch):
+    from vae_train.data.pipeline import ImagePipelines
+
+    # A cost where none of the loop's timers looks: making each epoch's pipeline.
+    make_epoch = ImagePipelines.train
+    monkeypatch.setattr(ImagePipelines, "train", lambda self, epoch: time.sleep(0.5) or make_epoch(self, epoch))
+    results = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=2", "evaluation.iw_samples=0")
+
+    parts = ("wall_startup_seconds", "wall_training_steps_seconds", "wall_between_epochs_seconds",
+             "wall_end_of_run_seconds")
+    assert sum(results[part] for part in parts) == pytest.approx(results["wall_seconds"], abs=0.01)
+    assert results["wall_between_epochs_seconds"] >= 2 * 0.5
+    assert results["between_epochs_seconds"] >= 0.5  # each epoch's mean counts it too
+    assert results["wall_training_steps_seconds"] == pytest.approx(2 * results["epoch_seconds"], rel=1e-3)
+
+
+def test_no_pipeline_runs_tf_data_autotuning(tiny_data_dir):
+    # Its model thread held up the deletion of each epoch's iterator by seconds (see without_autotuning).
+    from conftest import tiny_data_config
+    from vae_train.config.schema.data import Binarize
+    from vae_train.data.pipeline import ImagePipelines, load_dataset
+
+    for binarize in (Binarize.static, Binarize.dynamic):
+        config = tiny_data_config(tiny_data_dir, binarize=binarize)
+        pipelines = ImagePipelines(load_dataset(config), config, seed=0)
+        for dataset in (pipelines.train(0), pipelines.test(), pipelines.in_order("train"),
+                        pipelines.test_batches().dataset()):
+            assert dataset.options().autotune.enabled is False
 
 
 def test_resuming_a_finished_run_trains_nothing_more(tiny_data_dir, tmp_path):

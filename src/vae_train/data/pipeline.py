@@ -56,7 +56,8 @@ class InMemoryBatches:
     batch_size: int
 
     def dataset(self) -> tf.data.Dataset:
-        return tf.data.Dataset.from_tensor_slices(self.pixels).batch(self.batch_size).map(unit_floats)
+        batches = tf.data.Dataset.from_tensor_slices(self.pixels).batch(self.batch_size).map(unit_floats)
+        return without_autotuning(batches)
 
     def take(self, count: int) -> InMemoryBatches:
         """The first ``count`` images, in the same batches."""
@@ -175,6 +176,17 @@ TO_FLOAT: dict[Binarize, Callable[[tf.Tensor], tf.Tensor]] = {
 }
 
 
+def without_autotuning(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` without tf.data's autotuning model. Its thread, one per iterator, sleeps between
+    optimizations for periods that double up to a minute, and deleting an iterator waited for it: 2 to
+    17 s after one epoch in two or three on MNIST, counted by no timer. Without the model, AUTOTUNE's
+    parallel calls take the cores and prefetch grows its own buffer, and the input stays hundreds of
+    times faster than training (``make bench``, pipeline and colour sections)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 class RowReader:
     """Reads rows of a split's images by index, as a uint8 tensor: from a copy in host memory for an
     in-memory array, or straight from the memory map for a cache's rows (so a set larger than memory
@@ -229,7 +241,7 @@ class ImagePipelines:
                 return tf.cast(tf.random.stateless_uniform(tf.shape(images), seed=seed) < images, tf.float32)
 
             batches = batches.enumerate().map(draw, num_parallel_calls=tf.data.AUTOTUNE)
-        return batches.prefetch(tf.data.AUTOTUNE)
+        return without_autotuning(batches.prefetch(tf.data.AUTOTUNE))
 
     def _gathered(self, split: str, indices: tf.data.Dataset) -> tf.data.Dataset:
         """Batches of ``split``'s images at each batch of ``indices``, as the models' floats."""

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from vae_train.config import EvaluationConfig, Interpolation, ManifoldConfig, ManifoldKind, Projection
 from vae_train.data.corruption import Corrupt
-from vae_train.data.pipeline import evaluation_batch
+from vae_train.data.pipeline import evaluation_batch, without_autotuning
 from vae_train.evaluation.codes import encode
 from vae_train.evaluation.latent_walks import (
     dimensions_by_variance,
@@ -226,7 +226,8 @@ class Pictures:
         """Codes (a VAE's posterior means) of ``images``, by default the fixed test images of the scatter
         and the projector."""
         images = self.code_images if images is None else images
-        return encode(self.model, tf.data.Dataset.from_tensor_slices(images).batch(evaluation_batch(images.shape[1:])))
+        batches = tf.data.Dataset.from_tensor_slices(images).batch(evaluation_batch(images.shape[1:]))
+        return encode(self.model, without_autotuning(batches))
 
     def _walk_codes(self, codes: np.ndarray | None) -> np.ndarray:
         """Codes of the walks' images: the first of ``codes`` (those of the code images) when they cover them."""

@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "a dataset name (mnist, fashion) or a folder of its four IDX files")
     parser.add_argument("--gif", action="store_true", help="also write interpolation.gif, an animation of the first "
                         "interpolation between two test images")
-    return parser.parse_args(argv)
+    # Intermixed: KEY=VALUE overrides may come after options too (vae-eval RUN --anomalies fashion data.root=...).
+    return parser.parse_intermixed_args(argv)
 
 
 def run_settings(run_dir: Path, overrides: list[str]) -> Config:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 
 from vae_train.config import to_settings
 from vae_train.errors import ConfigError
+from vae_train.launch.run_lock import RunFolderBusy, hold_run_folder
 
 
 def _fail(message: str) -> None:
@@ -42,13 +43,22 @@ def _check_settings(config: DictConfig) -> None:
         _fail(str(err))
 
 
+def _hold(folder: str) -> None:
+    try:
+        hold_run_folder(Path(folder))
+    except RunFolderBusy as err:
+        _fail(str(err))
+
+
 class Preflight(Callback):
-    """Refuse a run whose settings are out of range or whose folder cannot be written, before
-    Hydra writes anything into that folder, so a mistyped re-run cannot damage a finished run."""
+    """Refuse a run whose settings are out of range, whose folder cannot be written or whose folder
+    another process is writing, before Hydra writes anything into that folder, so a mistyped re-run
+    cannot damage a finished run and a second copy cannot damage a running one."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         _check_settings(config)
         _check_writable(config.hydra.run.dir, "hydra.run.dir")
+        _hold(config.hydra.run.dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         _check_writable(config.hydra.sweep.dir, "hydra.sweep.dir")

@@ -22,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from vae_train.config import register, to_settings
 from vae_train.errors import VaeTrainError, exit_status
 from vae_train.files import shown_path
+from vae_train.launch.argv import options_first
 from vae_train.launch.fast_help import asks_for_help, list_groups_from_one_repository
+from vae_train.launch.run_lock import hold_run_folder, release_run_folder
 from vae_train.launch.sweeps.outcome import FailedJob, describe_error, sweep_score
 from vae_train.runtime.start import start_tensorflow
 
@@ -87,6 +89,8 @@ def main(cfg: DictConfig) -> float | FailedJob:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        # A single run's preflight holds it already; a multirun's job takes its own folder's here.
+        hold_run_folder(run_dir)
         settings = to_settings(cfg)
         start_tensorflow(settings.trainer.verbose_tensorflow)
         from vae_train.run.train import train  # heavy: TensorFlow
@@ -103,6 +107,8 @@ def main(cfg: DictConfig) -> float | FailedJob:
             raise
         log.error("%s", err)
         sys.exit(exit_status(err))
+    finally:
+        release_run_folder(run_dir)
     log.info("%s", closing_line(results, shown_path(run_dir), time.perf_counter() - started))
     if "stopped_by" in results:
         # The shell's convention for death by a signal, so schedulers see the job was stopped.
@@ -110,5 +116,11 @@ def main(cfg: DictConfig) -> float | FailedJob:
     return sweep_score(results)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The ``vae-train`` command: options and overrides in any order, then Hydra."""
+    sys.argv[1:] = options_first(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    run()

@@ -16,7 +16,8 @@ from vae_train.run.build import AssembledRun, build_trainer
 from vae_train.run.export import export_models
 from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE, RUN_INFO_FILE
 from vae_train.run.run_info import record_session
-from vae_train.runtime.host_cpu import start_job_clock
+from vae_train.run.wall_time import WallTime
+from vae_train.runtime.host_cpu import seconds_since_job_start, start_job_clock
 from vae_train.runtime.storage import writing
 from vae_train.runtime.workers import check_same_step
 
@@ -80,6 +81,7 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
         "parameters": sum(parameters.values()),
         "precision": run.parts.precision.policy,
     }
+    fit_started = seconds_since_job_start()
     try:
         history = trainer.fit()
     except TrainingError as err:
@@ -87,6 +89,7 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
                                  "epochs": int(trainer.epoch.numpy()), "steps": trainer.step})
         raise
 
+    fit_ended = seconds_since_job_start()
     previous = read_json_object(run_dir / RESULTS_FILE) or {}
     last = history.epochs[-1] if history.epochs else None
     # A resumed run that had nothing left to train still reports its model's test figures.
@@ -111,6 +114,12 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
         write_analysis(writers, trainer.step, analysis)
         with writing("the exported models", run_dir / EXPORT_DIR):
             export_models(model, run_dir / EXPORT_DIR)
+    if fit_started is not None:  # None where the job's start is unknown (outside Linux)
+        steps = sum(record.epoch_seconds for record in history.epochs)
+        wall_time = WallTime(fit_started, steps, fit_ended - fit_started - steps,
+                             seconds_since_job_start() - fit_ended)
+        results.update(wall_time.figures())
+        log.info("%s", wall_time.describe())
     _write_results(run_dir, results)
     writers.flush()
     return results

@@ -19,16 +19,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from vae_train.errors import CheckpointError
+from vae_train.runtime.cluster import is_chief_task
 
 log = logging.getLogger(__name__)
-
-
-def is_chief_task(task_type: str | None, task_id: int | None, jobs: list[str]) -> bool:
-    """Whether a task of a TF_CONFIG cluster is its chief: the ``chief`` task if the cluster has
-    one, else worker 0. A process outside any cluster (task_type None) is its own chief."""
-    if task_type is None or task_type == "chief":
-        return True
-    return task_type == "worker" and task_id == 0 and "chief" not in jobs
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

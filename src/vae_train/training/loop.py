@@ -62,7 +62,8 @@ class EpochRecord:
     test: dict[str, float]
     images_per_second: float
     epoch_seconds: float  # training steps only
-    between_epochs_seconds: float = 0.0  # test figures, checkpoint and epoch-end hooks; set after the hooks
+    # The epoch's wall time but its steps: its pipeline, test figures, checkpoint and hooks; set after the hooks.
+    between_epochs_seconds: float = 0.0
     test_codes: np.ndarray | None = None  # the test images' codes, in order, as the test figures found them
 
 
@@ -317,11 +318,11 @@ class Trainer:
         self.checkpoints.warn_if_short_of_space()
         with self.stop.installed():
             for epoch in range(int(self.epoch.numpy()), self.config.epochs):
+                epoch_started = time.perf_counter()
                 trained = self._train_epoch(epoch)
                 if trained is None:
                     break
                 train_metrics, images_per_second, epoch_seconds = trained
-                between_start = time.perf_counter()
                 test_metrics = self.evaluator.evaluate(self.pipelines.test_batches())
                 self.epoch.assign(epoch + 1)
                 self.writers.scalars("test", self.step, test_metrics)
@@ -333,7 +334,8 @@ class Trainer:
                 with writing("the epoch's pictures", self.writers.root):
                     for hook in self.epoch_end_hooks:
                         hook(record)
-                record.between_epochs_seconds = time.perf_counter() - between_start
+                # Everything of the epoch but its steps: the pipeline's and iterator's making and deleting too.
+                record.between_epochs_seconds = time.perf_counter() - epoch_started - epoch_seconds
                 self.writers.scalars("train", self.step, {
                     "images_per_second": images_per_second, "epoch_seconds": epoch_seconds,
                     "between_epochs_seconds": record.between_epochs_seconds})
