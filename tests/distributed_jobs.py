@@ -5,12 +5,14 @@ and its cluster (TF_CONFIG) can only be set before it starts.
         Two logical CPU devices; each case trains with one_device, then with mirrored (two
         replicas), and the losses and the largest weight difference go to output.json.
     python distributed_jobs.py worker <data folder> <run folder> <weights.npz> <override>...
-        One worker of the cluster in TF_CONFIG; its final weights go to weights.npz.
+        One worker of the cluster in TF_CONFIG or of the SLURM step in SLURM_* (with
+        trainer.strategy=multi_worker, or auto); its final weights go to weights.npz.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -65,7 +67,8 @@ def replicas(data: Path, output: Path, cases: list[str]) -> None:
 
 
 def worker(data: Path, run_dir: Path, weights_file: Path, overrides: list[str]) -> None:
-    results, weights = _train_capturing_weights(data, run_dir, [*overrides, "trainer.strategy=multi_worker"])
+    logging.basicConfig(level=logging.INFO)  # the devices line, on stderr
+    results, weights = _train_capturing_weights(data, run_dir, overrides)
     np.savez(weights_file, *weights)
     print(json.dumps({key: results[key] for key in ("train_loss", "test_loss", "steps")}))
 

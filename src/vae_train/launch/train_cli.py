@@ -26,6 +26,7 @@ from vae_train.launch.argv import options_first
 from vae_train.launch.fast_help import asks_for_help, list_groups_from_one_repository
 from vae_train.launch.run_lock import hold_run_folder, release_run_folder
 from vae_train.launch.sweeps.outcome import FailedJob, describe_error, sweep_score
+from vae_train.runtime.cluster import check_step_matches_launcher, is_chief_process
 from vae_train.runtime.start import start_tensorflow
 
 log = logging.getLogger("vae_train")
@@ -77,6 +78,16 @@ def closing_line(results: dict, run_dir: str, seconds: float) -> str:
             f"(results in {run_dir}/results.json); tensorboard --logdir {run_dir}")
 
 
+def _leave_the_log_to_the_chief(run_dir: Path) -> None:
+    """The other workers of a multi-worker run log to the console only: Hydra gave every task a handler
+    on the run folder's log, where their lines would interleave with the chief's."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(run_dir):
+            root.removeHandler(handler)
+            handler.close()
+
+
 register()
 if asks_for_help(sys.argv[1:]):
     list_groups_from_one_repository()
@@ -89,6 +100,10 @@ def main(cfg: DictConfig) -> float | FailedJob:
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        launcher = HydraConfig.get().launcher
+        check_step_matches_launcher(launcher.get("nodes"), launcher.get("tasks_per_node"))
+        if not is_chief_process():
+            _leave_the_log_to_the_chief(run_dir)
         # A single run's preflight holds it already; a multirun's job takes its own folder's here.
         hold_run_folder(run_dir)
         settings = to_settings(cfg)

@@ -19,7 +19,7 @@ from vae_train.evaluation.pictures import Pictures
 from vae_train.models import Autoencoder, build_model
 from vae_train.run.epoch_pictures import TensorBoardPictures
 from vae_train.run.layout import CHECKPOINTS_DIR, checkpoint_signature, scalar_tag, tensorboard_dir
-from vae_train.runtime.devices import set_up_devices
+from vae_train.runtime.devices import WorkerOptions, set_up_devices
 from vae_train.runtime.precision import ComputePrecision
 from vae_train.runtime.workers import is_chief, output_dir
 from vae_train.training.loop import Trainer
@@ -54,8 +54,9 @@ def build_parts(settings: Config, dataset: ImageDataset | None = None, run_dir: 
     keras.utils.set_random_seed(settings.seed)
     if settings.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
-    devices = set_up_devices(settings.trainer.strategy, settings.trainer.precision,
-                             settings.trainer.cpu_threads, settings.trainer.gpu)
+    machine = settings.trainer
+    devices = set_up_devices(machine.strategy, machine.precision, machine.cpu_threads, machine.gpu,
+                             WorkerOptions(machine.worker_port, machine.worker_timeout_seconds))
     context = ReadContext(seed=settings.seed, run_dir=run_dir, progress=settings.trainer.progress_bar)
     dataset = dataset or load_dataset(settings.data, context)
     if (settings.model.decoder_distribution is DecoderDistribution.continuous_bernoulli

@@ -19,7 +19,7 @@ from vae_train.run.run_info import record_session
 from vae_train.run.wall_time import WallTime
 from vae_train.runtime.host_cpu import seconds_since_job_start, start_job_clock
 from vae_train.runtime.storage import writing
-from vae_train.runtime.workers import check_same_step
+from vae_train.runtime.workers import check_same_step, lost_worker
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,14 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
         if noted is err:
             raise
         raise noted from err.__cause__
+    except Exception as err:
+        lost = lost_worker(run.parts.strategy, err)
+        if lost is None:
+            raise
+        raise TrainingError(
+            f"This run lost {lost}, so it stops: the workers "
+            "train in lockstep. Find why that worker ended in its own log (killed, out of memory, its node "
+            f"gone), then start every worker again. {run.trainer.checkpoints.resume_note()}") from err
 
 
 def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:

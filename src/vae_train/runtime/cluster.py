@@ -38,3 +38,19 @@ def is_chief_process() -> bool:
     if slurm_step_tasks() > 1:
         return os.environ.get("SLURM_PROCID", "0") == "0"
     return True
+
+
+def check_step_matches_launcher(nodes: int | None, tasks_per_node: int | None) -> None:
+    """Refuse a SLURM job step whose task count is not the ``nodes`` x ``tasks_per_node`` the launcher
+    (hydra.launcher) asked for: the workers would wait for tasks that never come, or leave some out."""
+    from vae_train.errors import ConfigError
+
+    step = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+    if nodes is None or tasks_per_node is None or not step.isdigit():
+        return
+    if int(step) != nodes * tasks_per_node:
+        raise ConfigError(
+            f"This SLURM job step has {step} task(s), but the launcher asked for hydra.launcher.nodes={nodes} x "
+            f"hydra.launcher.tasks_per_node={tasks_per_node} = {nodes * tasks_per_node}. Submit it through "
+            "the launcher (vae-train -m hydra/launcher=submitit_slurm ...) without srun options of your own, "
+            "or make the two agree.")

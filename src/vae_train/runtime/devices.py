@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -13,7 +14,9 @@ import tensorflow as tf
 
 from vae_train.config import Precision
 from vae_train.errors import ConfigError
+from vae_train.runtime.cluster import is_chief_task, slurm_step_tasks
 from vae_train.runtime.precision import ComputePrecision, resolve_precision
+from vae_train.runtime.slurm import slurm_cluster_resolver
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +84,59 @@ def _mirrored() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy([device.name for device in devices])
 
 
-def _multi_worker() -> tf.distribute.Strategy:
-    if "TF_CONFIG" not in os.environ:
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How the workers of a multi-worker run meet (trainer.worker_port, trainer.worker_timeout_seconds)."""
+
+    port: int = 8888
+    timeout_seconds: float = 300.0
+
+
+def _check_port_free(resolver) -> None:
+    """Refuse, naming the port, when another process listens on the one this worker must take: gRPC
+    would otherwise fail later with a message about the server, or the workers would wait."""
+    address = resolver.cluster_spec().task_address(resolver.task_type, resolver.task_id)
+    port = int(address.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as err:
+            raise ConfigError(
+                f"Port {port} on {socket.gethostname()}, where worker {resolver.task_id} of this run must "
+                f"listen ({address}), is taken ({err.strerror or err}): another job, or a run still exiting. "
+                "Under SLURM, give every task another first port with trainer.worker_port=<port>; with "
+                "TF_CONFIG, change this worker's address there.") from None
+
+
+def _cluster_resolver(options: WorkerOptions):
+    """The cluster of a multi-worker run: TF_CONFIG's, else the SLURM job step's (several tasks)."""
+    if "TF_CONFIG" in os.environ:
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    elif slurm_step_tasks() > 1:
+        resolver = slurm_cluster_resolver(options.port)
+    else:
         raise ConfigError(
-            "trainer.strategy=multi_worker needs the TF_CONFIG environment variable describing the "
-            "cluster (worker addresses and this worker's index); see the README's multi-machine section."
-        )
-    return tf.distribute.MultiWorkerMirroredStrategy()
+            "trainer.strategy=multi_worker needs a cluster: run it in a SLURM job step of several tasks "
+            "(srun, or hydra/launcher=submitit_slurm with hydra.launcher.nodes or tasks_per_node above 1), "
+            "or set the TF_CONFIG environment variable describing the workers' addresses and this one's "
+            "index; see the README's \"Scaling out\" section.")
+    _check_port_free(resolver)
+    return resolver
+
+
+def _multi_worker(resolver, options: WorkerOptions) -> tf.distribute.Strategy:
+    # A worker that dies, or never comes, fails the others' collective ops after the timeout
+    # instead of leaving them waiting.
+    communication = tf.distribute.experimental.CommunicationOptions(timeout_seconds=options.timeout_seconds)
+    cluster = resolver.cluster_spec()
+    workers = sum(len(cluster.job_tasks(job)) for job in cluster.jobs)
+    source = f"SLURM job {os.environ.get('SLURM_JOB_ID', '?')}" if isinstance(
+        resolver, tf.distribute.cluster_resolver.SlurmClusterResolver) else "TF_CONFIG"
+    role = "the chief" if is_chief_task(resolver.task_type, resolver.task_id, cluster.jobs) else "not the chief"
+    log.info("Worker: %s %d of %d workers (%s) at %s on %s, %s.", resolver.task_type, resolver.task_id, workers,
+             source, cluster.task_address(resolver.task_type, resolver.task_id), socket.gethostname(), role)
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver, communication_options=communication)
 
 
 def _auto() -> tf.distribute.Strategy:
@@ -110,12 +159,13 @@ def distribute_input(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset)
     return strategy.experimental_distribute_dataset(dataset)
 
 
+# multi_worker is not here: it needs its cluster, resolved before TensorFlow lists the GPUs.
 STRATEGIES: dict[str, Callable[[], tf.distribute.Strategy]] = {
     "auto": _auto,
     "one_device": _one_device,
     "mirrored": _mirrored,
-    "multi_worker": _multi_worker,
 }
+STRATEGY_NAMES = (*STRATEGIES, "multi_worker")
 
 
 @dataclass(frozen=True)
@@ -125,16 +175,21 @@ class Devices:
 
 
 def set_up_devices(strategy: str, precision: Precision, cpu_threads: int | None = None,
-                   gpu: int | None = None) -> Devices:
+                   gpu: int | None = None, workers: WorkerOptions = WorkerOptions()) -> Devices:
     """Configure the devices; the strategy to build and train the model under, and the compute
-    precision ``precision`` (``trainer.precision``) resolves to for these devices."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"trainer.strategy={strategy!r} is not one of {', '.join(STRATEGIES)}.")
-    # Both only take effect before TensorFlow initializes its runtime, so they come first.
+    precision ``precision`` (``trainer.precision``) resolves to for these devices. ``auto`` in a SLURM
+    job step of several tasks is ``multi_worker``."""
+    if strategy not in STRATEGY_NAMES:
+        raise ConfigError(f"trainer.strategy={strategy!r} is not one of {', '.join(STRATEGY_NAMES)}.")
+    if strategy == "auto" and slurm_step_tasks() > 1:
+        strategy = "multi_worker"
+    # These only take effect before TensorFlow initializes its runtime, so they come first; the
+    # cluster too, as SLURM's resolver may choose this task's GPUs.
     _limit_cpu_threads(cpu_threads)
+    resolver = _cluster_resolver(workers) if strategy == "multi_worker" else None
     _pin_gpu(gpu)
     gpus = _enable_memory_growth()
-    chosen = STRATEGIES[strategy]()
+    chosen = _multi_worker(resolver, workers) if resolver is not None else STRATEGIES[strategy]()
     resolved = resolve_precision(precision, gpus=len(gpus), replicas=chosen.num_replicas_in_sync)
     log.info("Devices: %d GPU(s); CPU threads: %s; strategy %s with %d replica(s); precision %s.",
              len(gpus), tf.config.threading.get_intra_op_parallelism_threads() or "all",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -67,3 +68,32 @@ def check_same_step(strategy: tf.distribute.Strategy, step: tf.Variable) -> None
             f"is {mean:g}): every worker needs the chief's checkpoints. Put the run folder on a file "
             "system all workers share, or copy the chief's checkpoints folder to every worker first."
         )
+
+
+# How a collective op reports a peer that died or stopped answering, and what that means.
+_LOST_PEER_ERRORS = {
+    tf.errors.UnavailableError: "which stopped answering (its process ended, or its node)",
+    tf.errors.AbortedError: "whose collective step was aborted",
+    tf.errors.DeadlineExceededError: "which did not answer within trainer.worker_timeout_seconds",
+    tf.errors.CancelledError: "whose collective step was cancelled",
+}
+_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+
+
+def lost_worker(strategy: tf.distribute.Strategy, error: Exception) -> str | None:
+    """A description of the worker ``error`` says was lost ("worker 1 at node02:8889"), or None when the
+    error is not a multi-worker run losing a peer."""
+    resolver = strategy.cluster_resolver
+    meaning = next((text for kind, text in _LOST_PEER_ERRORS.items() if isinstance(error, kind)), None)
+    if resolver is None or meaning is None:
+        return None
+    named = [match for match in _TASK.finditer(str(error))
+             if (match[1], int(match[2])) != (resolver.task_type, resolver.task_id)]
+    if not named:
+        return f"another worker (TensorFlow's message does not say which), {meaning}"
+    job, index = named[0][1], int(named[0][2])
+    try:
+        address = resolver.cluster_spec().task_address(job, index)
+    except ValueError:
+        address = "an unknown address"
+    return f"{job} {index} at {address}, {meaning}"

@@ -28,9 +28,14 @@ class Precision(Enum):
 class TrainerConfig:
     # Epochs to train to; a resumed run continues up to this.
     epochs: int = 10
-    # auto: all local GPUs with MirroredStrategy if there are several, else one device.
-    # Also: one_device, mirrored, multi_worker (reads TF_CONFIG).
+    # auto: a SLURM job step of several tasks trains as multi_worker; else all local GPUs with
+    # MirroredStrategy if there are several, else one device. Also: one_device, mirrored, multi_worker
+    # (the cluster of TF_CONFIG, else of the SLURM job step).
     strategy: str = "auto"
+    # multi_worker under SLURM: the port of each node's first task (the next tasks take the next ports).
+    worker_port: int = 8888
+    # multi_worker: how long a worker waits for the others in a collective step before it fails the run.
+    worker_timeout_seconds: float = 300.0
     # The speed levers; the defaults are the fastest safe choice measured by `make bench`.
     precision: Precision = Precision.auto
     # Compile the train and eval steps with XLA: slower on CPUs (Eigen convolutions instead of oneDNN's).
@@ -59,6 +64,10 @@ class TrainerConfig:
         require_positive(self.cpu_threads, "trainer.cpu_threads")
         require(self.gpu is None or self.gpu >= 0, f"trainer.gpu must be >= 0, got {self.gpu}.")
         require_positive(self.checkpoint_every_steps, "trainer.checkpoint_every_steps")
+        require(1024 <= self.worker_port <= 65535,
+                f"trainer.worker_port must be in 1024..65535, got {self.worker_port}.")
+        require(self.worker_timeout_seconds > 0,
+                f"trainer.worker_timeout_seconds must be positive, got {self.worker_timeout_seconds}.")
         require_positive(self.steps_per_execution, "trainer.steps_per_execution")
         require_positive(self.log_every_steps, "trainer.log_every_steps")
         require_positive(self.checkpoints_to_keep, "trainer.checkpoints_to_keep")

@@ -43,6 +43,7 @@ from vae_train.launch.sweeps.hparams import (
 )
 from vae_train.launch.sweeps.outcome import ERROR_FILE, FailedJob, describe_error, record_failure
 from vae_train.launch.sweeps.summary import SUMMARY_CSV, SUMMARY_MD, shared_overrides, write_summary
+from vae_train.runtime.cluster import is_chief_process
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class SweepCallback(Callback):
             write_hparams_config(Path(config.hydra.sweep.dir), hyperparameters)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if not _in_multirun(config):
+        if not _in_multirun(config) or not is_chief_process():  # a job of several workers: the chief's
             return
         job_dir = Path(config.hydra.runtime.output_dir)
         # A sweep run again into the same folder: this attempt's outcome replaces the last one's.
@@ -76,7 +77,7 @@ class SweepCallback(Callback):
         write_job_hparams(job_dir, values, Path(config.hydra.sweep.dir), trial_id=str(config.hydra.job.num))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if not _in_multirun(config):
+        if not _in_multirun(config) or not is_chief_process():
             return
         job_dir = Path(config.hydra.runtime.output_dir)
         returned = job_return._return_value  # the property re-raises a failed job's exception
