@@ -210,8 +210,10 @@ def test_anomalies_of_an_unknown_dataset_or_a_folder_without_images_are_refused(
 
     run_dir, _ = finished_run
     settings = run_settings(run_dir, [])
-    with pytest.raises(ConfigError, match=r"neither a data set \(cifar10, fashion, mnist, mvtec\) nor a folder"):
-        other_data_config(settings, "nope", (28, 28, 1))
+    # mvtec and folder name layouts, not data sets: they need a folder.
+    for name in ("nope", "mvtec", "folder"):
+        with pytest.raises(ConfigError, match=r"neither a data set \(cifar10, fashion, mnist\) nor a folder"):
+            other_data_config(settings, name, (28, 28, 1))
     with pytest.raises(DataError, match="holds no image file"):
         load_dataset(other_data_config(settings, str(tmp_path), (28, 28, 1)))
 

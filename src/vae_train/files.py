@@ -6,21 +6,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a partial file of this process, renamed over it in one step,
-    so a kill or a parallel writer (jobs of a sweep rewriting its summary) never leaves a mix."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Have ``write`` write a partial file of this process, then rename it over ``path`` in one step,
+    so a kill or a parallel writer (jobs of a sweep rewriting its summary) never leaves a mix. The
+    partial file ends with ``path``'s suffix, for writers that insist on one (Keras' ``.keras``)."""
+    partial = path.with_name(f".partial.{os.getpid()}.{path.name}")
     try:
-        partial.write_text(text)
+        write(partial)
         os.replace(partial, path)
     except BaseException:
         # On a full disk the partial file would hold the very space the next try needs.
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
         raise
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (see :func:`replace_atomically`)."""
+    replace_atomically(path, lambda partial: partial.write_text(text))
 
 
 def read_json_object(path: Path) -> dict | None:

@@ -12,10 +12,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_train.config import GROUP_SCHEMAS, Binarize, Config, DataSplit, FolderDataConfig, Resize
+from vae_train.config import (
+    GROUP_SCHEMAS,
+    Binarize,
+    Config,
+    DataSplit,
+    FolderDataConfig,
+    PublishedDataConfig,
+    Resize,
+)
 from vae_train.data.corruption import corruption_of
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, load_dataset
-from vae_train.data.sources import SOURCES, ReadContext
+from vae_train.data.sources import ReadContext
 from vae_train.data.sources.mnist import IDX_DATASETS, SPLIT_FILES
 from vae_train.errors import CheckpointError, ConfigError
 from vae_train.evaluation.codes import encode, reconstruction_errors
@@ -73,11 +81,14 @@ def other_data_config(settings: Config, other: str, image_shape: tuple[int, int,
     own source; any other folder as a folder of images, brought to the run's image size and channels."""
     shared = {key: getattr(settings.data, key) for key in ("cache_dir", "batch_size", "max_test_examples",
                                                            "binarize")}
-    if other in SOURCES and other != "folder":
-        return GROUP_SCHEMAS["data"][other](name=other, **shared)
+    # The data sets a name alone can give: those of published files, downloaded when missing.
+    by_name = {name: schema for name, schema in GROUP_SCHEMAS["data"].items()
+               if issubclass(schema, PublishedDataConfig)}
+    if other in by_name:
+        return by_name[other](name=other, **shared)
     folder = Path(other)
     if not folder.is_dir():
-        known = ", ".join(sorted(name for name in SOURCES if name != "folder"))
+        known = ", ".join(sorted(by_name))
         raise ConfigError(f"--anomalies {other}: neither a data set ({known}) nor a folder. Name one of those "
                           "data sets, or give a folder of images (or of the run's IDX files).")
     if settings.data.name in IDX_DATASETS and (folder / SPLIT_FILES["test_images"]).is_file():

@@ -8,26 +8,17 @@ training decoder gives).
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import keras
 
+from vae_train.files import replace_atomically
 from vae_train.models import Autoencoder
 
 
 def _save(model: keras.Model, path: Path) -> None:
-    # Keras insists on the .keras suffix; the rename makes a kill leave the old file or the new.
-    partial = path.with_name(f".partial.{path.name}")
-    try:
-        model.save(partial)
-        os.replace(partial, path)
-    except BaseException:
-        # On a full disk the partial file would hold the very space the next try needs.
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        raise
+    # The rename makes a kill leave the old file or the new.
+    replace_atomically(path, model.save)
 
 
 def _float32(part: keras.Model) -> keras.Model:
