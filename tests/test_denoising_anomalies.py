@@ -127,13 +127,21 @@ def test_train_classes_keep_only_those_classes_for_training_and_every_class_for_
             assert image.tobytes() in allowed
 
 
-def test_a_one_class_run_scores_the_other_classes_as_anomalies(tiny_data_dir, tmp_path):
+def test_a_one_class_run_scores_the_other_classes_as_anomalies(tiny_data_dir, tmp_path, monkeypatch):
+    import vae_train.run.analyses as analyses
+
+    encoded = []  # the latent scores and the codes' figures share one encoding of each split
+    encode_with_images = analyses.encode_with_images
+    monkeypatch.setattr(analyses, "encode_with_images",
+                        lambda model, batches, *limits: encoded.append(limits) or encode_with_images(model, batches,
+                                                                                                     *limits))
     overrides = [*tiny_overrides(tiny_data_dir, batch_size=16), "data.train_classes=[0,1,2,3,4]", "trainer.epochs=2",
                  "evaluation.iw_samples=5"]
     results = train(to_settings(compose(overrides)), tmp_path)
     for score in ("reconstruction", "neg_elbo", "nll_iw", "latent_knn", "latent_mahalanobis"):
         for figure in ("auroc", "ap", "fpr95"):
             assert 0.0 <= results[f"anomaly_{figure}_{score}"] <= 1.0
+    assert len(encoded) == 2 and "probe_accuracy" in results
     from test_pictures import read_pictures
     from test_training import read_scalars
 

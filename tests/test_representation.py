@@ -214,3 +214,18 @@ def test_a_run_reports_its_codes_beside_pca(finished_run):
     scalars = read_scalars(run_dir / "test")
     assert scalars["representation/probe_accuracy"][-1][1] == pytest.approx(results["probe_accuracy"])
     assert "representation/pca_reconstruction" in scalars and "loss/nll_iw" in scalars
+
+
+def test_encoding_can_keep_fewer_images_than_codes():
+    from vae_train.evaluation.codes import encode, encode_with_images
+
+    model = build_model(to_settings(compose(["model=dense_ae"])).model, 3, IMAGE_SHAPE, seed=0)
+    images = (synthetic_digits(10, seed=0)[0][..., None] / 255.0).astype(np.float32)
+    batches = tf.data.Dataset.from_tensor_slices(images).batch(4)
+
+    codes, kept = encode_with_images(model, batches, image_limit=5)
+    assert codes.shape == (10, 3) and len(kept) == 5
+    np.testing.assert_allclose(codes, encode(model, batches), rtol=1e-6)
+    np.testing.assert_array_equal(kept, images[:5])
+    codes, kept = encode_with_images(model, batches, limit=6, image_limit=8)
+    assert len(codes) == len(kept) == 6

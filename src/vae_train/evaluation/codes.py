@@ -32,15 +32,20 @@ def encode(model: Autoencoder, dataset: tf.data.Dataset) -> np.ndarray:
     return np.concatenate([_posterior_means(model, images).numpy() for images in dataset])
 
 
-def encode_with_images(model: Autoencoder, dataset: tf.data.Dataset, limit: int | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """The codes of the first ``limit`` images of ``dataset`` (all for None), and those images."""
+def encode_with_images(model: Autoencoder, dataset: tf.data.Dataset, limit: int | None = None,
+                       image_limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The codes of the first ``limit`` images of ``dataset`` (all for None), and the first ``limit`` images,
+    or fewer: ``image_limit``."""
+    if limit is not None:
+        image_limit = limit if image_limit is None else min(limit, image_limit)
     codes, images = [], []
-    taken = 0
+    taken = kept = 0
     for batch in dataset:
         if limit is not None and taken >= limit:
             break
         codes.append(_posterior_means(model, batch).numpy())
-        images.append(batch.numpy())
-        taken += len(images[-1])
-    return np.concatenate(codes)[:limit], np.concatenate(images)[:limit]
+        taken += len(codes[-1])
+        if image_limit is None or kept < image_limit:
+            images.append(batch.numpy())
+            kept += len(images[-1])
+    return np.concatenate(codes)[:limit], np.concatenate(images)[:image_limit]

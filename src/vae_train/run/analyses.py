@@ -15,7 +15,7 @@ import tensorflow as tf
 from vae_train.config import AnomalyMap, Config
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, class_indices
 from vae_train.evaluation.anomaly import defect_histograms, detection_figures, score_histograms
-from vae_train.evaluation.codes import encode, encode_with_images, reconstruction_errors
+from vae_train.evaluation.codes import encode_with_images, reconstruction_errors
 from vae_train.evaluation.inspection import Inspection, inspect, inspection_picture, key_of, pictured, pixel_figures
 from vae_train.evaluation.latent_scores import latent_scores
 from vae_train.evaluation.likelihood import has_likelihood_bound, per_image_bounds
@@ -108,16 +108,32 @@ def _representation_limit(dataset: ImageDataset, settings: Config) -> int | None
     return None
 
 
-def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines, settings: Config) -> dict:
+class EncodedSplits:
+    """Each split's codes, and its float images, encoded once per analysis: the latent anomaly scores and
+    the codes' figures share them. The training images within the codes' figures' limit; every test
+    image's code (each is scored), but their float images within the same budget (REPRESENTATION_BYTES),
+    as PCA's baseline holds them."""
+
+    def __init__(self, model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines, settings: Config):
+        test_images = REPRESENTATION_BYTES // (4 * math.prod(dataset.image_shape))
+        self._limits = {"train": (_representation_limit(dataset, settings), None), "test": (None, test_images)}
+        self._model, self._pipelines = model, pipelines
+        self._encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """``split``'s codes and images, in order (maybe fewer images than codes, for the test split)."""
+        if split not in self._encoded:
+            batches = self._pipelines.in_order(split, self._pipelines.test_batch_size)
+            self._encoded[split] = encode_with_images(self._model, batches, *self._limits[split])
+        return self._encoded[split]
+
+
+def representation(model: Autoencoder, dataset: ImageDataset, encoded: EncodedSplits, settings: Config) -> dict:
     """The codes' figures and PCA's at the same size (see :mod:`vae_train.evaluation.representation`);
     for unlabelled images, only PCA's reconstruction error and the active units."""
     started = time.perf_counter()
-    limit = _representation_limit(dataset, settings)
-    train_codes, train_images = encode_with_images(model, pipelines.in_order("train", pipelines.test_batch_size), limit)
-    # The test images too, within the same budget: PCA's baseline holds them as floats.
-    test_limit = REPRESENTATION_BYTES // (4 * math.prod(dataset.image_shape))
-    test_codes, test_images = encode_with_images(model, pipelines.in_order("test", pipelines.test_batch_size),
-                                                 test_limit if test_limit < len(dataset.test.images) else None)
+    (train_codes, train_images), (test_codes, test_images) = encoded("train"), encoded("test")
+    test_codes = test_codes[:len(test_images)]  # the codes' figures and PCA's on the same test images
     if not (np.all(np.isfinite(train_codes)) and np.all(np.isfinite(test_codes))):
         log.warning("No figures of the codes: some codes are not finite (a model gone NaN?).")
         return {}
@@ -144,16 +160,10 @@ def representation(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePi
     return figures
 
 
-def latent_anomaly_scores(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines,
-                          settings: Config) -> dict[str, np.ndarray]:
+def latent_anomaly_scores(encoded: EncodedSplits, settings: Config) -> dict[str, np.ndarray]:
     """The test images' scores from their codes alone (:mod:`vae_train.evaluation.latent_scores`), against
     the codes of the (normal) training images, as many as the codes' figures encode."""
-    limit = _representation_limit(dataset, settings)
-    train_batches = pipelines.in_order("train", pipelines.test_batch_size)
-    if limit is not None:
-        train_batches = train_batches.take(math.ceil(limit / pipelines.test_batch_size))
-    train_codes = encode(model, train_batches)[:limit]
-    test_codes = encode(model, pipelines.in_order("test", pipelines.test_batch_size))
+    (train_codes, _), (test_codes, _) = encoded("train"), encoded("test")
     if not (np.all(np.isfinite(train_codes)) and np.all(np.isfinite(test_codes))):
         log.warning("No latent anomaly scores: some codes are not finite (a model gone NaN?).")
         return {}
@@ -225,6 +235,7 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
     (outside the source's normal classes, or data.train_classes) scored as anomalies; without, every
     anomaly score of the test set is kept in ``test_scores`` for the caller's other dataset."""
     analysis = Analysis()
+    encoded = EncodedSplits(model, dataset, pipelines, settings)
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
     is_anomaly, title = anomalous_test_images(dataset, settings) if one_class else (None, "")
     if is_anomaly is not None and is_anomaly.any() and not is_anomaly.all():
@@ -233,7 +244,7 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
         scores, inspection = scores_and_maps(model, pipelines, settings, "test", maps)
         # The latent scores get the detection figures only: the thresholds' validation images and vae-eval
         # --anomalies' other data set are scored by anomaly_scores, without the run's training codes.
-        latent = latent_anomaly_scores(model, dataset, pipelines, settings)
+        latent = latent_anomaly_scores(encoded, settings)
         detect({**scores, **latent}, dataset.test.labels, is_anomaly, title, analysis)
         if dataset.normal_labels is not None:
             analysis.figures.update(per_class_detection(scores, dataset, is_anomaly))
@@ -257,5 +268,5 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
         analysis.figures.update({"test_nll_iw": float(np.mean(scores["nll_iw"], dtype=np.float64)),
                                  "iw_samples": num_samples})
     if settings.evaluation.representation:
-        analysis.figures.update(representation(model, dataset, pipelines, settings))
+        analysis.figures.update(representation(model, dataset, encoded, settings))
     return analysis
