@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(VENV)/bin/vae-train $(ARGS)
 
+# Two processes, each taking whole test files (their module fixtures are built once); TEST_ARGS adds
+# pytest options, e.g. TEST_ARGS="-n 0" for one process.
+TEST_ARGS ?=
 test: $(STAMP)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2 --dist loadfile $(TEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PYTHON) -m pytest -m slow
+	$(PYTHON) -m pytest -n 2 --dist loadfile -m slow $(TEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -66,6 +66,18 @@ def test_the_continuous_bernoulli_density_integrates_to_one_on_the_unit_interval
     assert np.trapezoid(np.exp(log_normalizer - cross_entropy), x) == pytest.approx(1.0, abs=2e-4)
 
 
+@pytest.mark.parametrize("logit", [-20.0, -5.0, -0.7, -0.011, -1e-4, 0.0, 2e-4, 0.009, 0.3, 4.0, 30.0])
+def test_the_continuous_bernoulli_images_are_its_mean_not_lambda(logit):
+    x = np.linspace(0.0, 1.0, 40_001, dtype=np.float64)
+    logits = np.full_like(x, logit)
+    cross_entropy = np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))
+    density = np.exp(continuous_bernoulli_log_normalizer(tf.constant(logits)).numpy() - cross_entropy)
+    mean = np.trapezoid(x * density, x) / np.trapezoid(density, x)
+    cb = model_of("model.decoder_distribution=continuous_bernoulli")
+    assert float(cb.mean_images(tf.constant([logit]))[0]) == pytest.approx(mean, abs=1e-5)
+    assert float(model_of().mean_images(tf.constant([logit]))[0]) == pytest.approx(1 / (1 + np.exp(-logit)))
+
+
 def test_the_continuous_bernoulli_loss_is_the_bernoulli_one_less_its_normalizer():
     cb = model_of("model.decoder_distribution=continuous_bernoulli")
     batch, logits = images(), tf.random.stateless_normal([8, 28, 28, 1], seed=[1, 2])

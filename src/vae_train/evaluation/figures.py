@@ -65,9 +65,9 @@ class ImageQuality:
         size = min(SSIM_FILTER_SIZE, self.height, self.width)
         return size, SSIM_FILTER_SIGMA * size / SSIM_FILTER_SIZE
 
-    def __call__(self, images: tf.Tensor, logits: tf.Tensor) -> list[tf.Tensor]:
+    def __call__(self, images: tf.Tensor, reconstructions: tf.Tensor) -> list[tf.Tensor]:
         images = tf.cast(images, tf.float32)
-        reconstructions = tf.clip_by_value(tf.sigmoid(tf.cast(logits, tf.float32)), 0.0, 1.0)
+        reconstructions = tf.clip_by_value(reconstructions, 0.0, 1.0)
         filter_size, filter_sigma = self.ssim_filter
         return [tf.minimum(tf.image.psnr(images, reconstructions, max_val=1.0), MAX_PSNR),
                 tf.image.ssim(images, reconstructions, max_val=1.0, filter_size=filter_size,
@@ -126,11 +126,11 @@ class Evaluator:
             extras += [EXTRA_METRICS[metric](images, logits) for metric in self.metrics]
         if self.corrupt is not None:
             corrupted = self.corrupt(images, self.corruption_noise)
-            denoised = tf.sigmoid(self.model(corrupted))  # from the posterior mean
+            denoised = self.model.mean_images(self.model(corrupted))  # from the posterior mean
             extras += [self.model.loss_terms(images, training=False, noise=self.noise, inputs=corrupted)["loss"],
                        psnr(images, denoised), psnr(images, corrupted)]
         if self.image_quality is not None:
-            extras += self.image_quality(images, logits)
+            extras += self.image_quality(images, self.model.mean_images(logits))
         sums = tf.concat([summed_terms(terms, self.model.reported_terms), [tf.reduce_sum(extra) for extra in extras]],
                          axis=0)
         return sums, posterior.mean

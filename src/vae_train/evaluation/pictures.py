@@ -171,7 +171,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
 
 @run_function(reduce_retracing=True)
 def _probabilities(model: Autoencoder, codes: tf.Tensor) -> tf.Tensor:
-    return tf.sigmoid(tf.cast(model.decode(codes), tf.float32))
+    return model.mean_images(model.decode(codes))
 
 
 class Pictures:
@@ -258,11 +258,11 @@ class Pictures:
         """
         pictures = {}
         if len(self.originals):
-            reconstructions = tf.sigmoid(self.model(tf.constant(self.originals))).numpy()
+            reconstructions = self.model.mean_images(self.model(tf.constant(self.originals))).numpy()
             pictures["reconstructions"] = tile(np.concatenate([self.originals, reconstructions]),
                                                columns=len(self.originals))
         if self.corrupted is not None:
-            denoised = tf.sigmoid(self.model(tf.constant(self.corrupted))).numpy()
+            denoised = self.model.mean_images(self.model(tf.constant(self.corrupted))).numpy()
             pictures["denoising"] = tile(np.concatenate([self.originals, self.corrupted, denoised]),
                                          columns=len(self.originals))
         if len(self.prior_draws):

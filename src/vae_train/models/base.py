@@ -56,6 +56,22 @@ def squared_error(images: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.square(tf.sigmoid(logits) - images), axis=[1, 2, 3])
 
 
+def continuous_bernoulli_mean(logits: tf.Tensor) -> tf.Tensor:
+    """E[x] of the continuous Bernoulli with lambda = sigmoid(logits): lambda / (2 lambda - 1) +
+    1 / (2 atanh(1 - 2 lambda)), which in the logits x is sigmoid(x) / tanh(x / 2) - 1 / x. It is not
+    lambda: the distribution's mass leans less to the ends. Near x = 0 both terms blow up and cancel;
+    there its series, 1/2 + x / 12 (next term O(x^3)), is exact to float32."""
+    small = tf.abs(logits) < 1e-2
+    safe = tf.where(small, tf.ones_like(logits), logits)
+    return tf.where(small, 0.5 + logits / 12.0, tf.sigmoid(safe) / tf.tanh(safe / 2.0) - 1.0 / safe)
+
+
+# The images a decoder's logits stand for: its distribution's mean, by model.decoder_distribution.
+MEAN_IMAGES: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "bernoulli": tf.sigmoid,
+    "continuous_bernoulli": continuous_bernoulli_mean,
+}
+
 # By (model.reconstruction_loss, model.decoder_distribution); mse has no distribution.
 RECONSTRUCTION_LOSSES: dict[tuple[str, str], Callable[[tf.Tensor, tf.Tensor], tf.Tensor]] = {
     ("bernoulli", "bernoulli"): bernoulli_nll,
@@ -166,6 +182,10 @@ class Autoencoder(keras.Model):
     def decode(self, codes: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Logits of p(x|z), float32 whatever the compute precision."""
         return tf.cast(self.decoder(codes, training=training), tf.float32)
+
+    def mean_images(self, logits: tf.Tensor) -> tf.Tensor:
+        """The images ``logits`` stand for (pictures, PSNR, anomaly maps): the decoder distribution's mean."""
+        return MEAN_IMAGES[self.config.decoder_distribution.value](tf.cast(logits, tf.float32))
 
     def call(self, images: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Reconstruction logits from the posterior mean."""

@@ -219,7 +219,7 @@ def inspection_figures(model: Autoencoder, dataset: ImageDataset, inspection: In
     shown = pictured(test.labels, dataset.normal_labels or ())
     if len(shown):
         images = test.images.take(shown, axis=0).astype(np.float32) / 255.0
-        reconstructions = tf.sigmoid(tf.cast(model(tf.constant(images)), tf.float32)).numpy()
+        reconstructions = model.mean_images(model(tf.constant(images))).numpy()
         masks = None if test.masks is None else test.masks.take(shown, axis=0)
         analysis.pictures["anomaly_maps"] = inspection_picture(
             images, reconstructions, {name: values[shown] for name, values in inspection.maps.items()}, masks)
