@@ -381,6 +381,10 @@ def test_images_are_decoded_once_and_then_read_from_the_cache(tmp_path, cache_di
     assert len(list((cache_dir / "folders").glob("*.npy"))) == 1
     sidecar = json.loads(next((cache_dir / "folders").glob("*.json")).read_text())
     assert sidecar["count"] == 8 and sidecar["format_version"] == cache.CACHE_FORMAT_VERSION
+    # The files have the mode of any file this process makes (others' jobs may share the cache).
+    (cache_dir / "plain").touch()
+    modes = {path.stat().st_mode & 0o777 for path in (cache_dir / "folders").iterdir()}
+    assert modes == {(cache_dir / "plain").stat().st_mode & 0o777}
 
 
 def test_a_changed_file_makes_a_new_cache(tmp_path, cache_dir, decode_calls):

@@ -144,6 +144,12 @@ def exclusive_lock(path: Path, scan: FolderScan) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it, so it is set back at once
+    os.umask(mask)
+    return mask
+
+
 def decode_into_cache(scan: FolderScan, request: decode.DecodeRequest, options: DecodeOptions,
                       files: CacheFiles) -> None:
     log.info("Decoding the %d images of %s into the cache %s (once).", len(scan.files), scan.root, files.array)
@@ -154,6 +160,8 @@ def decode_into_cache(scan: FolderScan, request: decode.DecodeRequest, options: 
                                             suffix=".npy.partial")
     os.close(handle)
     partial = Path(partial_name)
+    # mkstemp's file is the owner's alone (0600); a cache others' jobs share gets a plain file's mode.
+    partial.chmod(0o666 & ~_umask())
     try:
         write_array(scan, settings, options, partial, unreadable)
         os.replace(partial, files.array)
