@@ -15,6 +15,16 @@ from keras import layers
 LAYOUTS = ("channels_last", "channels_first")
 
 
+def channels_first_runs_here() -> bool:
+    """Whether this CPU's TensorFlow build convolves NCHW tensors (oneDNN does on some CPUs; the plain
+    Eigen kernels only take NHWC)."""
+    try:
+        tf.nn.conv2d(tf.zeros((1, 1, 4, 4)), tf.zeros((3, 3, 1, 1)), strides=1, padding="SAME", data_format="NCHW")
+        return True
+    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
+        return False
+
+
 def conv_stack(data_format: str, seed: int = 0) -> keras.Model:
     """Recipe C's encoder convolutions, then its decoder's transposed convolutions, on logits."""
     keras.utils.set_random_seed(seed)

@@ -94,7 +94,9 @@ def render(results: dict) -> str:
         lines += _table(["lever", "setting", "images/s", "vs defaults", ""], rows)
 
     layout = results.get("layout")
-    if layout:
+    if layout and "skipped" in layout:
+        lines += ["### Layout", "", f"Not measured: {layout['skipped']}.", ""]
+    elif layout:
         lines += ["### Layout (recipe C's convolutions alone, batch 64, float32; interleaved)", ""]
         rows = [[f"`{v['layout']}`", _f(v["median"]), f"{v['ratio']:.2f}×"] for v in layout["variants"]]
         lines += _table(["data format", "images/s", "vs channels_last"], rows)

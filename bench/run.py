@@ -372,9 +372,13 @@ class Bench:
         import keras
         import tensorflow as tf
 
-        from bench.layout import LAYOUTS, training_steps
+        from bench.layout import LAYOUTS, channels_first_runs_here, training_steps
         from bench.timing import Contender, paired_ratio, run_rounds, timed
 
+        if not channels_first_runs_here():
+            self.results["layout"] = {"skipped": "this CPU's TensorFlow build has no channels-first convolution"}
+            log("layout: skipped, no channels-first convolution kernel on this CPU")
+            return
         rounds, steps, batch = (2, 20, 64) if self.quick else (5, 100, 64)
         log(f"layout: {' vs '.join(LAYOUTS)}, {rounds} rounds of {steps} steps")
         keras.mixed_precision.set_dtype_policy("float32")  # an earlier section may have left another

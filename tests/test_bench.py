@@ -73,17 +73,12 @@ def test_paired_ratio_and_markdown_block(tmp_path):
     assert "hand-written" in text and "more prose" in text and "old" not in text and "test CPU" in text
 
 
-def channels_first_convolutions_run_here() -> bool:
-    """Whether this CPU's TensorFlow build convolves NCHW tensors (oneDNN does on some CPUs; the plain
-    Eigen kernels only take NHWC)."""
-    try:
-        tf.nn.conv2d(tf.zeros((1, 1, 4, 4)), tf.zeros((3, 3, 1, 1)), strides=1, padding="SAME", data_format="NCHW")
-        return True
-    except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
-        return False
+def test_a_layout_section_this_cpu_cannot_run_is_reported_as_not_measured():
+    text = report.render({"machine": {"cpu": "test CPU"}, "total_seconds": 1.0, "layout": {"skipped": "no kernel"}})
+    assert "### Layout\n\nNot measured: no kernel." in text
 
 
-@pytest.mark.skipif(not channels_first_convolutions_run_here(),
+@pytest.mark.skipif(not layout.channels_first_runs_here(),
                     reason="this CPU's TensorFlow build has no channels-first convolution kernel")
 def test_layout_stacks_compute_the_same_function_in_both_layouts():
     """The layout lever compares like with like: the same weights give the same logits, transposed."""
