@@ -330,3 +330,13 @@ def test_a_killed_worker_fails_the_other_naming_it_and_both_resume(tmp_path):
     assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["finished"] and results["steps"] == 3 * 2048 // 16
+
+
+def test_a_batch_script_without_srun_is_one_process_whatever_the_jobs_task_count(monkeypatch):
+    from vae_train.runtime.cluster import is_chief_process, slurm_step_tasks
+
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS", raising=False)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert slurm_step_tasks() == 1 and is_chief_process()

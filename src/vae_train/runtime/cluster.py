@@ -17,11 +17,10 @@ def is_chief_task(task_type: str | None, task_id: int | None, jobs: list[str]) -
 
 
 def slurm_step_tasks() -> int:
-    """The number of tasks of the SLURM job step this process runs in; 1 outside SLURM."""
-    for name in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 1
+    """The number of tasks of the SLURM job step (srun) this process runs in; 1 outside one. Not the
+    job's SLURM_NTASKS: a batch script run without srun is one process, whatever the job's task count."""
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+    return int(tasks) if tasks.isdigit() else 1
 
 
 def is_chief_process() -> bool:
