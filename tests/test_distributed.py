@@ -273,6 +273,8 @@ def test_a_lost_worker_is_named_with_its_address():
     assert lost_worker(strategy, error).startswith("worker 1 at b:2, which stopped answering")
     assert lost_worker(strategy, ValueError("/job:worker/replica:0/task:1")) is None
     assert lost_worker(type("Strategy", (), {"cluster_resolver": None})(), error) is None
+    one_machine = tf.distribute.OneDeviceStrategy("/cpu:0")  # its errors name /job:localhost/.../task:0
+    assert lost_worker(one_machine, tf.errors.CancelledError(None, None, "/job:localhost/replica:0/task:0")) is None
 
 
 def test_a_step_of_another_size_than_the_launcher_asked_for_is_refused(monkeypatch):

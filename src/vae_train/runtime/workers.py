@@ -85,7 +85,7 @@ def lost_worker(strategy: tf.distribute.Strategy, error: Exception) -> str | Non
     error is not a multi-worker run losing a peer."""
     resolver = strategy.cluster_resolver
     meaning = next((text for kind, text in _LOST_PEER_ERRORS.items() if isinstance(error, kind)), None)
-    if resolver is None or meaning is None:
+    if resolver is None or resolver.task_type is None or meaning is None:  # not a cluster of workers
         return None
     named = [match for match in _TASK.finditer(str(error))
              if (match[1], int(match[2])) != (resolver.task_type, resolver.task_id)]
