@@ -119,6 +119,16 @@ def test_the_wall_time_account_counts_work_outside_any_timed_phase(tiny_data_dir
     assert results["wall_between_epochs_seconds"] >= 2 * 0.5
     assert results["between_epochs_seconds"] >= 0.5  # each epoch's mean counts it too
     assert results["wall_training_steps_seconds"] == pytest.approx(2 * results["epoch_seconds"], rel=1e-3)
+    # The finer parts lie inside the four: start-up's, the work between steps, the end of the run's.
+    parts = results["wall_parts"]
+    startup = ("devices", "data", "model", "evaluation_set_up", "restore")
+    between = ("test_figures", "checkpoints", "epoch_pictures")
+    assert set(startup + between + ("first_call_of_the_steps", "end_of_run_figures", "export")) <= set(parts)
+    assert all(seconds >= 0 for seconds in parts.values())
+    assert sum(parts[name] for name in startup) <= results["wall_startup_seconds"]
+    assert sum(parts[name] for name in between) <= results["wall_between_epochs_seconds"] - 2 * 0.5
+    assert parts["first_call_of_the_steps"] <= results["wall_training_steps_seconds"]
+    assert parts["end_of_run_figures"] + parts["export"] <= results["wall_end_of_run_seconds"]
 
 
 def test_no_pipeline_runs_tf_data_autotuning(tiny_data_dir):

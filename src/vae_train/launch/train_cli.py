@@ -26,7 +26,9 @@ from vae_train.launch.argv import options_first
 from vae_train.launch.fast_help import asks_for_help, list_groups_from_one_repository
 from vae_train.launch.run_lock import hold_run_folder, release_run_folder
 from vae_train.launch.sweeps.outcome import FailedJob, describe_error, sweep_score
+from vae_train.runtime import stopwatch
 from vae_train.runtime.cluster import check_step_matches_launcher, is_chief_process
+from vae_train.runtime.host_cpu import seconds_since_process_start, starting_first_job
 from vae_train.runtime.start import start_tensorflow
 
 log = logging.getLogger("vae_train")
@@ -99,6 +101,8 @@ def main(cfg: DictConfig) -> float | FailedJob:
     started = time.perf_counter()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    # The first job of a process counts from the process's start: the interpreter and Hydra are its cost.
+    before = (seconds_since_process_start() or 0.0) if starting_first_job() else 0.0
     try:
         launcher = HydraConfig.get().launcher
         check_step_matches_launcher(launcher.get("nodes"), launcher.get("tasks_per_node"))
@@ -107,8 +111,11 @@ def main(cfg: DictConfig) -> float | FailedJob:
         # A single run's preflight holds it already; a multirun's job takes its own folder's here.
         hold_run_folder(run_dir)
         settings = to_settings(cfg)
+        importing = time.perf_counter()
         start_tensorflow(settings.trainer.verbose_tensorflow)
         from vae_train.run.train import train  # heavy: TensorFlow
+
+        stopwatch.launched({"interpreter_and_hydra": before, "tensorflow_import": time.perf_counter() - importing})
 
         results = train(settings, run_dir, OmegaConf.to_yaml(cfg))
     except Exception as err:

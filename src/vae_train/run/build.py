@@ -19,6 +19,7 @@ from vae_train.evaluation.pictures import Pictures
 from vae_train.models import Autoencoder, build_model
 from vae_train.run.epoch_pictures import TensorBoardPictures
 from vae_train.run.layout import CHECKPOINTS_DIR, checkpoint_signature, scalar_tag, tensorboard_dir
+from vae_train.runtime import stopwatch
 from vae_train.runtime.devices import WorkerOptions, set_up_devices
 from vae_train.runtime.precision import ComputePrecision
 from vae_train.runtime.workers import is_chief, output_dir
@@ -55,16 +56,18 @@ def build_parts(settings: Config, dataset: ImageDataset | None = None, run_dir: 
     if settings.trainer.deterministic:
         tf.config.experimental.enable_op_determinism()
     machine = settings.trainer
-    devices = set_up_devices(machine.strategy, machine.precision, machine.cpu_threads, machine.gpu,
-                             WorkerOptions(machine.worker_port, machine.worker_timeout_seconds))
+    with stopwatch.timed("devices"):
+        devices = set_up_devices(machine.strategy, machine.precision, machine.cpu_threads, machine.gpu,
+                                 WorkerOptions(machine.worker_port, machine.worker_timeout_seconds))
     context = ReadContext(seed=settings.seed, run_dir=run_dir, progress=settings.trainer.progress_bar)
-    dataset = dataset or load_dataset(settings.data, context)
+    with stopwatch.timed("data"):
+        dataset = dataset or load_dataset(settings.data, context)
     if (settings.model.decoder_distribution is DecoderDistribution.continuous_bernoulli
             and settings.data.binarize is not Binarize.none):
         log.info("model.decoder_distribution=continuous_bernoulli on binarized images (data.binarize=%s): "
                  "allowed, but the continuous Bernoulli is meant for grey levels.", settings.data.binarize.value)
     pipelines = ImagePipelines(dataset, settings.data, settings.seed)
-    with devices.strategy.scope():
+    with devices.strategy.scope(), stopwatch.timed("model"):
         model = build_model(settings.model, settings.latent_dim, dataset.image_shape, settings.seed,
                             devices.precision)
         optimizer = build_optimizer(settings.optimizer, devices.precision,
@@ -79,6 +82,12 @@ def build_trainer(settings: Config, run_dir: Path, dataset: ImageDataset | None 
     Only the chief of a multi-worker run writes ``run_dir`` (created here); the other workers, a
     scratch folder."""
     parts = build_parts(settings, dataset, Path(run_dir))
+    with stopwatch.timed("evaluation_set_up"):
+        return _assemble(settings, parts, run_dir)
+
+
+def _assemble(settings: Config, parts: RunParts, run_dir: Path) -> AssembledRun:
+    """The writers, test figures, pictures and Trainer around ``parts``."""
     run_dir = output_dir(Path(run_dir), is_chief(parts.strategy), CHECKPOINTS_DIR)
     writers = TensorBoardWriters(tensorboard_dir(run_dir), tag_of=scalar_tag)
     corrupt = corruption_of(settings.corruption)

@@ -17,6 +17,7 @@ from vae_train.run.export import export_models
 from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE, RUN_INFO_FILE
 from vae_train.run.run_info import record_session
 from vae_train.run.wall_time import WallTime
+from vae_train.runtime import stopwatch
 from vae_train.runtime.host_cpu import seconds_since_job_start, start_job_clock
 from vae_train.runtime.storage import writing
 from vae_train.runtime.workers import check_same_step, lost_worker
@@ -41,6 +42,7 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
     access raises StorageError, naming the checkpoint the same command resumes from.
     """
     start_job_clock()
+    stopwatch.start_run()
     run = build_trainer(settings, run_dir)
     try:
         return _train(settings, run, config_yaml)
@@ -62,8 +64,9 @@ def train(settings: Config, run_dir: Path, config_yaml: str = "") -> dict:
 def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
     trainer, writers, run_dir = run.trainer, run.writers, run.run_dir
     model, pipelines = run.parts.model, run.parts.pipelines
-    resumed = trainer.restore_latest(settings.optimizer)
-    check_same_step(run.parts.strategy, trainer.global_step)
+    with stopwatch.timed("restore"):
+        resumed = trainer.restore_latest(settings.optimizer)
+        check_same_step(run.parts.strategy, trainer.global_step)
     with writing(RUN_INFO_FILE, run_dir):
         record_session(run_dir)
     for name, text in run.parts.dataset.run_files.items():  # e.g. a folder's split, drawn by this run
@@ -117,17 +120,20 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
     if history.stopped_by:
         results["stopped_by"] = history.stopped_by
     else:  # a stopped run skips these, to exit within a scheduler's grace period
-        analysis = analyse(model, run.parts.dataset, pipelines, settings)
-        results.update(analysis.figures)
-        write_analysis(writers, trainer.step, analysis)
-        with writing("the exported models", run_dir / EXPORT_DIR):
+        with stopwatch.timed("end_of_run_figures"):
+            analysis = analyse(model, run.parts.dataset, pipelines, settings)
+            results.update(analysis.figures)
+            write_analysis(writers, trainer.step, analysis)
+        with writing("the exported models", run_dir / EXPORT_DIR), stopwatch.timed("export"):
             export_models(model, run_dir / EXPORT_DIR)
     if fit_started is not None:  # None where the job's start is unknown (outside Linux)
         steps = sum(record.epoch_seconds for record in history.epochs)
         wall_time = WallTime(fit_started, steps, fit_ended - fit_started - steps,
                              seconds_since_job_start() - fit_ended)
         results.update(wall_time.figures())
+        results["wall_parts"] = stopwatch.parts()
         log.info("%s", wall_time.describe())
+        log.info("Parts of it: %s.", stopwatch.describe(results["wall_parts"]))
     _write_results(run_dir, results)
     writers.flush()
     return results

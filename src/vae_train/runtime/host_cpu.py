@@ -54,6 +54,11 @@ def start_job_clock() -> None:
     _job_started_at = time.monotonic() if _jobs_started > 1 else None
 
 
+def starting_first_job() -> bool:
+    """Whether no job of this process has started its clock yet (the next one counts from the process's start)."""
+    return _jobs_started == 0
+
+
 def seconds_since_job_start() -> float | None:
     """Wall time since the current job started (see ``start_job_clock``); None outside Linux."""
     if _job_started_at is not None:

@@ -31,6 +31,7 @@ from vae_train.data.pipeline import ImagePipelines
 from vae_train.errors import CheckpointError, ConfigError, TrainingError
 from vae_train.models import Autoencoder
 from vae_train.models.terms import metrics_from_sums, summed_terms, sums_size
+from vae_train.runtime import stopwatch
 from vae_train.runtime.devices import distribute_input
 from vae_train.runtime.functions import run_function
 from vae_train.runtime.host_cpu import seconds_since_job_start
@@ -267,8 +268,11 @@ class Trainer:
         """``num_steps`` training steps in one call of the compiled loop, counted and checked for a
         non-finite loss; the sums of the loss terms and the number of skipped batches. The epoch loop
         calls it between its stops, and ``make bench`` times it."""
+        started = time.perf_counter()
         sums, skipped = (value.numpy() for value in self._run_steps(iterator, tf.constant(num_steps)))
         if not self._stepped:
+            # Tracing the compiled steps, and these first steps: make bench tells them apart.
+            stopwatch.add("first_call_of_the_steps", time.perf_counter() - started)
             self._stepped = True
             self.startup_seconds = seconds_since_job_start()
             if self.startup_seconds is not None:
@@ -323,15 +327,17 @@ class Trainer:
                 if trained is None:
                     break
                 train_metrics, images_per_second, epoch_seconds = trained
-                test_metrics = self.evaluator.evaluate(self.pipelines.test_batches())
+                with stopwatch.timed("test_figures"):
+                    test_metrics = self.evaluator.evaluate(self.pipelines.test_batches())
                 self.epoch.assign(epoch + 1)
                 self.writers.scalars("test", self.step, test_metrics)
-                self._save(np.zeros(self.sums_size), np.zeros(self.sums_size))
+                with stopwatch.timed("checkpoints"):
+                    self._save(np.zeros(self.sums_size), np.zeros(self.sums_size))
                 record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second,
                                      epoch_seconds, test_codes=self.evaluator.test_codes)
                 history.epochs.append(record)
                 # The hooks write pictures, and the projector's files, into the run folder.
-                with writing("the epoch's pictures", self.writers.root):
+                with writing("the epoch's pictures", self.writers.root), stopwatch.timed("epoch_pictures"):
                     for hook in self.epoch_end_hooks:
                         hook(record)
                 # Everything of the epoch but its steps: the pipeline's and iterator's making and deleting too.
