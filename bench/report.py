@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bench.colour import table as colour_table
+from bench.startup import table as startup_table
 
 BEGIN = "<!-- bench:begin (written by `make bench`; edits between these markers are overwritten) -->"
 END = "<!-- bench:end -->"
@@ -158,6 +159,7 @@ def render(results: dict) -> str:
     if rows:
         lines += ["### Other figures", ""] + _table(["", ""], rows)
     lines += _evaluation(results.get("evaluation")) + colour_table(results.get("colour"))
+    lines += startup_table(results.get("startup"))
     lines += _whole_runs(results.get("whole_runs"))
     return "\n".join(lines).rstrip() + "\n"
 

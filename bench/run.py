@@ -35,7 +35,7 @@ from bench import machine  # noqa: E402  (no TensorFlow yet: the CLI is timed fi
 from bench.machine import log  # noqa: E402
 
 SECTIONS = ("cli", "headline", "same_results", "levers", "layout", "threads", "sweep", "profile", "end_to_end",
-            "evaluation", "colour", "whole_runs")
+            "evaluation", "colour", "whole_runs", "startup")
 BATCH_SIZES = (32, 64, 128, 256)
 MODELS = ("dense_ae", "conv_ae", "cvae")
 
@@ -529,6 +529,11 @@ class Bench:
         from bench import runs
 
         self.results["whole_runs"] = runs.whole_runs(self)
+
+    def startup(self) -> None:
+        from bench.startup import startup
+
+        self.results["startup"] = startup(self)
 
     # ---- driver ---------------------------------------------------------------------------------
 

@@ -102,3 +102,24 @@ def test_the_tutorial_reference_script_is_recipe_a():
     assert images.shape == (2, 28, 28, 1) and set(np.unique(images)) == {0.0, 1.0}
     assert images[0, 0, 14, 0] == 0.0 and images[0, 14, 0, 0] == 1.0  # 127 is below half, 128 is not
     assert np.isfinite(float(tutorial_cvae.compute_loss(model, tf.constant(images))))
+
+
+def test_the_start_up_parts_add_up_to_the_process_wall_time():
+    from bench import startup
+
+    results = {"steps": 1000, "wall_seconds": 40.0, "wall_startup_seconds": 12.0, "wall_training_steps_seconds": 20.0,
+               "wall_between_epochs_seconds": 3.0, "wall_end_of_run_seconds": 5.0,
+               "wall_parts": {"interpreter_and_hydra": 1.0, "tensorflow_import": 6.0, "devices": 0.5, "data": 1.0,
+                              "model": 0.5, "evaluation_set_up": 1.0, "restore": 0.2,
+                              "first_call_of_the_steps": 4.0, "test_figures": 1.5, "checkpoints": 0.5,
+                              "epoch_pictures": 0.5, "end_of_run_figures": 4.0, "export": 0.5}}
+    parts = startup.split(results, process_seconds=42.0, first_call_steps=100)
+
+    assert list(parts) == [name for name, _ in startup.ROWS]
+    assert sum(parts.values()) == pytest.approx(42.0)
+    # Later calls: 16 s for 900 steps; the first call's 100 steps at that rate leave the rest as tracing.
+    assert parts["tracing"] == pytest.approx(4.0 - 100 * 16.0 / 900)
+    assert parts["exit"] == pytest.approx(2.0) and parts["other_start_up"] == pytest.approx(1.8)
+    assert "Start-up and the end of a run" in "\n".join(startup.table(
+        {"command": "c", "parts": parts, "wall_seconds": 42.0, "outside_steps_seconds": 20.0,
+         "first_step_seconds": 13.0, "reference_wall_seconds": 30.0, "ratio": 1.4}))
