@@ -240,6 +240,7 @@ def test_a_2x2_multirun_writes_both_summaries_and_the_hparams_dashboard(tiny_dat
     assert markdown.startswith("# Sweep sweep\n")  # the folder as seen from the working directory
 
 
+@pytest.mark.slow  # a launcher plugin's integration; the basic launcher's multirun runs by default
 def test_joblib_runs_jobs_in_parallel_processes_and_a_failure_does_not_stop_the_sweep(tiny_data_dir, tmp_path):
     sweep = tmp_path / "sweep"
     result = run_sweep(*tiny_overrides(tiny_data_dir), *SMALL_DENSE, "optimizer=sgd",
@@ -260,6 +261,7 @@ def test_joblib_runs_jobs_in_parallel_processes_and_a_failure_does_not_stop_the_
         assert f"CPU threads: {threads};" in (sweep / str(number) / "vae-train.log").read_text()
 
 
+@pytest.mark.slow  # a sweeper plugin's integration
 def test_an_optuna_search_reports_the_best_trial_and_records_failed_ones(tiny_data_dir, tmp_path):
     optuna = pytest.importorskip("optuna")
     sweep, storage = tmp_path / "sweep", f"sqlite:///{tmp_path / 'optuna.db'}"

@@ -82,6 +82,7 @@ def test_cli_trains_and_fills_the_run_folder(tiny_data_dir, tmp_path):
     assert "First training step" in result.stderr
 
 
+@pytest.mark.slow  # folders made before 0.2
 def test_a_run_folder_of_the_older_layout_resumes_into_its_own_event_folders(tiny_data_dir, tmp_path):
     train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
     (tmp_path / "tensorboard").mkdir()  # as runs before the event folders moved up wrote them
