@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import markdown
 from bench.machine import log
 
 SIDES = (32, 64)
@@ -76,12 +77,11 @@ def table(results: dict | None) -> list[str]:
     lines = ["### Colour images from a folder (`data=folder`)", "",
              "Generated PNG folders decoded once into the cache; the default model (conv VAE, layers following "
              "the image size) against the Trainer's input iterator alone, gathering batches of 64 from the "
-             "memory-mapped cache, in interleaved rounds.", "",
-             "| images | training | input pipeline | pipeline / training (target ≥ 20×) | decode + build |",
-             "|---|---|---|---|---|"]
-    for shape, row in results.items():
-        met = "met" if row["ratio"] >= PIPELINE_TARGET else "not met"
-        lines.append(f"| {row['images']} of {shape} | {row['training_median']:.0f} images/s | "
-                     f"{row['pipeline_median']:.0f} images/s | **{row['ratio']:.0f}×** ({met}) | "
-                     f"{row['build_and_decode_seconds']:.1f} s |")
-    return lines + [""]
+             "memory-mapped cache, in interleaved rounds.", ""]
+    rows = [[f"{row['images']} of {shape}", f"{row['training_median']:.0f} images/s",
+             f"{row['pipeline_median']:.0f} images/s",
+             f"**{row['ratio']:.0f}×** ({markdown.met(row['ratio'], PIPELINE_TARGET)})",
+             f"{row['build_and_decode_seconds']:.1f} s"]
+            for shape, row in results.items()]
+    return lines + markdown.table(["images", "training", "input pipeline", "pipeline / training (target ≥ 20×)",
+                          "decode + build"], rows)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bench.colour import table as colour_table
+from bench.markdown import met, table
 from bench.startup import table as startup_table
 
 BEGIN = "<!-- bench:begin (written by `make bench`; edits between these markers are overwritten) -->"
@@ -23,18 +24,12 @@ def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.0f}%"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines + [""]
-
-
 def render(results: dict) -> str:
     lines: list[str] = []
     machine = results.get("machine", {})
     lines += [f"Run of {machine.get('date', '?')} ({results.get('command', 'make bench')}, "
               f"{results.get('total_seconds', 0):.0f} s in all).", ""]
-    lines += _table(["machine", ""], [
+    lines += table(["machine", ""], [
         ["CPU", f"{machine.get('cpu')} ({', '.join(machine.get('cpu_features', []))})"],
         ["cores", str(machine.get("cores"))],
         ["GPUs", str(machine.get("gpus"))],
@@ -49,7 +44,7 @@ def render(results: dict) -> str:
         lines += ["### The reference against vae-train's loop (recipe C, batch 64)", "",
                   f"{head['rounds']} interleaved rounds of {head['steps_per_window']} steps each "
                   f"(reference window, then ours and the matmul, in one process), after warm-up.", ""]
-        lines += _table(["", "images/s (median)", "window spread", "GFLOP/s", "of fp32 matmul peak"], [
+        lines += table(["", "images/s (median)", "window spread", "GFLOP/s", "of fp32 matmul peak"], [
             ["reference: Keras `Model.fit`, custom `train_step`", _f(head["reference"]["median"]),
              _pct(head["reference"]["spread"]), _f(head["reference"]["gflops"], 1),
              _pct(head["reference"]["peak_fraction"])],
@@ -79,7 +74,7 @@ def render(results: dict) -> str:
             label = f"vae-train, {run['precision']}, noise seed {run['noise_seed']}"
             rows.append([label + (" (the precision lever)" if run["lever"] else ""), _f(run["eval_loss"], 2),
                          _f(run["eval_objective"], 2), _f(run["train_loss_last"], 2)])
-        lines += _table(["run", "test loss", "test objective", f"train loss, last {same['last']} steps"], rows)
+        lines += table(["run", "test loss", "test objective", f"train loss, last {same['last']} steps"], rows)
         lines += [f"Difference reference − ours (mean of the seeds at the defaults): {same['difference']:+.2f} nats; "
                   "noise "
                   f"(spread of ours over noise seeds, and its tolerance): {same['noise']:.2f} / ±"
@@ -92,7 +87,7 @@ def render(results: dict) -> str:
         lines += ["### Levers (recipe C, batch 64; each against the defaults, interleaved)", ""]
         rows = [[lever["name"], lever["setting"], _f(lever["median"]), f"{lever['ratio']:.2f}×", lever.get("note", "")]
                 for lever in levers["variants"]]
-        lines += _table(["lever", "setting", "images/s", "vs defaults", ""], rows)
+        lines += table(["lever", "setting", "images/s", "vs defaults", ""], rows)
 
     layout = results.get("layout")
     if layout and "skipped" in layout:
@@ -100,13 +95,13 @@ def render(results: dict) -> str:
     elif layout:
         lines += ["### Layout (recipe C's convolutions alone, batch 64, float32; interleaved)", ""]
         rows = [[f"`{v['layout']}`", _f(v["median"]), f"{v['ratio']:.2f}×"] for v in layout["variants"]]
-        lines += _table(["data format", "images/s", "vs channels_last"], rows)
+        lines += table(["data format", "images/s", "vs channels_last"], rows)
 
     threads = results.get("threads")
     if threads:
         lines += ["### Thread pools (recipe C, batch 64; one process per setting: the default before and after)", ""]
         rows = [[t["setting"], _f(t["median"]), f"{t['ratio']:.2f}×"] for t in threads["variants"]]
-        lines += _table(["intra-op / inter-op threads", "images/s", "vs TensorFlow's default"], rows)
+        lines += table(["intra-op / inter-op threads", "images/s", "vs TensorFlow's default"], rows)
 
     sweep = results.get("sweep")
     if sweep:
@@ -116,7 +111,7 @@ def render(results: dict) -> str:
                  _f(row["gflops"], 1), _pct(row["peak_fraction"]), _pct(row.get("bf16_peak_fraction")),
                  _f(row["pipeline"]), f"{row['pipeline_ratio']:.0f}×"]
                 for row in sweep["rows"]]
-        lines += _table(["model", "batch", "precision", "images/s", "GFLOP/s", "of fp32 matmul", "of bf16 matmul",
+        lines += table(["model", "batch", "precision", "images/s", "GFLOP/s", "of fp32 matmul", "of bf16 matmul",
                          "pipeline images/s", "pipeline / training"], rows)
         best = sweep.get("best", {})
         if best:
@@ -132,9 +127,9 @@ def render(results: dict) -> str:
                   f"{profile['busy_ms_per_step']:.1f} ms per step in all.", ""]
         busy = profile["busy_ms_per_step"]
         rows = [[group, f"{ms:.2f}", _pct(ms / busy)] for group, ms in profile["groups_ms_per_step"].items()]
-        lines += _table(["op group", "ms per step", "share"], rows)
+        lines += table(["op group", "ms per step", "share"], rows)
         rows = [[op.replace("|", "/"), f"{ms:.2f}"] for op, ms in profile["top_ops_ms_per_step"].items()]
-        lines += _table(["costliest ops", "ms per step"], rows)
+        lines += table(["costliest ops", "ms per step"], rows)
 
     rows = []
     pipeline = results.get("pipeline")
@@ -157,15 +152,11 @@ def render(results: dict) -> str:
                      f"{_f(results['peak_rss_mb'].get('headline'))} MB "
                      f"(whole benchmark: {_f(results['peak_rss_mb'].get('end'))} MB)"])
     if rows:
-        lines += ["### Other figures", ""] + _table(["", ""], rows)
+        lines += ["### Other figures", ""] + table(["", ""], rows)
     lines += _evaluation(results.get("evaluation")) + colour_table(results.get("colour"))
     lines += startup_table(results.get("startup"))
     lines += _whole_runs(results.get("whole_runs"))
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _met(value: float, target: float, above: bool = True) -> str:
-    return "met" if (value >= target if above else value <= target) else "not met"
 
 
 def _evaluation(ev: dict | None) -> list[str]:
@@ -175,17 +166,17 @@ def _evaluation(ev: dict | None) -> list[str]:
              f"{ev['model']}; {ev['rounds']} interleaved rounds of training steps, the test figures (the whole "
              f"test set) and the IWAE bound (K = {ev['iw_samples']}, {ev['iw_images']} test images); the forward-pass "
              "rate is three times the training rate (a step is about three forward passes).", ""]
-    lines += _table(["", "rate (median)", "× the forward-pass rate"], [
+    lines += table(["", "rate (median)", "× the forward-pass rate"], [
         ["training loop", f"{_f(ev['train_median'])} images/s", "1/3"],
         ["test figures", f"{_f(ev['evaluation_median'])} images/s", f"{ev['evaluation_ratio']:.2f}"],
         ["IWAE bound", f"{_f(ev['iw_median'])} images × samples/s",
-         f"**{ev['iw_ratio']:.2f}** (target ≥ 0.8: {_met(ev['iw_ratio'], 0.8)})"],
+         f"**{ev['iw_ratio']:.2f}** (target ≥ 0.8: {met(ev['iw_ratio'], 0.8)})"],
     ])
     lines += [f"The same weights and noise (batches of 64): the bound as computed before, float32, "
               f"{ev['before']:.3f} nats in {ev['before_seconds']:.1f} s; today's {ev['after']:.3f} "
               f"({ev['difference']:+.4f}) in {ev['after_seconds']:.1f} s, {ev['speedup_over_before']:.1f}× faster; "
               f"today's with the decoder in bfloat16 {ev['after_bfloat16']:.3f} ({ev['difference_bfloat16']:+.4f}; "
-              f"target within 0.05: {_met(abs(ev['difference_bfloat16']), 0.05, above=False)}).", ""]
+              f"target within 0.05: {met(abs(ev['difference_bfloat16']), 0.05, above=False)}).", ""]
     return lines
 
 
@@ -209,16 +200,16 @@ def _whole_runs(runs: dict | None) -> list[str]:
         else:
             figure = f"test −ELBO {ours['results']['test_loss']:.2f} vs {reference['results']['test_loss']:.2f}"
         rows.append([title, f"{ours['wall_seconds']:.0f} s", f"{reference['wall_seconds']:.0f} s",
-                     f"**{run['ratio']:.2f}×** ({_met(run['ratio'], 1.5)})", figure,
-                     f"{100 * ours['overhead']:.1f}% ({_met(ours['overhead'], 0.10, above=False)})"])
-    lines += _table(["run", "ours", "reference", "reference / ours (target ≥ 1.5×)", "figures, ours vs reference",
+                     f"**{run['ratio']:.2f}×** ({met(run['ratio'], 1.5)})", figure,
+                     f"{100 * ours['overhead']:.1f}% ({met(ours['overhead'], 0.10, above=False)})"])
+    lines += table(["run", "ours", "reference", "reference / ours (target ≥ 1.5×)", "figures, ours vs reference",
                      "ours between epochs / epoch (target ≤ 10%)"], rows)
     default = runs["default"]
     lines += [f"The default `vae-train`, two epochs on MNIST: between epochs {default['between_epochs_seconds']:.1f} s "
               f"for {default['epoch_seconds']:.1f} s of training, **{100 * default['overhead']:.1f}%** (target ≤ 10%: "
-              f"{_met(default['overhead'], 0.10, above=False)}). Start-up, process start to the end of the first "
+              f"{met(default['overhead'], 0.10, above=False)}). Start-up, process start to the end of the first "
               f"training step: **{default['startup_seconds']:.1f} s** (target ≤ 5 s: "
-              f"{_met(default['startup_seconds'], 5.0, above=False)}), of which importing TensorFlow and finding its "
+              f"{met(default['startup_seconds'], 5.0, above=False)}), of which importing TensorFlow and finding its "
               f"devices {runs['tensorflow_start_seconds']:.1f} s. TensorFlow's C++ start-up lines on its console: "
               f"{default['console_start_up_lines']}.", ""]
     return lines

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bench import markdown
 from bench.machine import _vae_train_command, log
 from bench.runs import ROOT, timed_command
 
@@ -113,17 +114,17 @@ def table(result: dict | None) -> list[str]:
     """The section's lines for docs/benchmarks.md."""
     if not result:
         return []
-    met = lambda value, target: "met" if value <= target else "not met"  # noqa: E731
     lines = ["### Start-up and the end of a run: a 1-epoch run of recipe A in parts", "",
              f"`{result['command']}`, process start to exit, the mean of two runs (around one of the tutorial's "
              "loop). The parts add up to the wall time.", ""]
     rows = [[name.replace("_", " "), what, f"{result['parts'][name]:.2f} s"] for name, what in ROWS]
-    lines += ["| part | what | seconds |", "|---|---|---|"] + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    lines += markdown.table(["part", "what", "seconds"], rows)
+    outside = markdown.met(result["outside_steps_seconds"], OUTSIDE_TARGET, above=False)
+    first_step = markdown.met(result["first_step_seconds"], FIRST_STEP_TARGET, above=False)
     lines += [f"Wall time {result['wall_seconds']:.1f} s; outside the training steps "
-              f"**{result['outside_steps_seconds']:.1f} s** (target ≤ {OUTSIDE_TARGET:.0f} s: "
-              f"{met(result['outside_steps_seconds'], OUTSIDE_TARGET)}); the first step "
-              f"**{result['first_step_seconds']:.1f} s** after the process started (target ≤ "
-              f"{FIRST_STEP_TARGET:.0f} s: {met(result['first_step_seconds'], FIRST_STEP_TARGET)}). The tutorial's "
+              f"**{result['outside_steps_seconds']:.1f} s** (target ≤ {OUTSIDE_TARGET:.0f} s: {outside}); the first "
+              f"step **{result['first_step_seconds']:.1f} s** after the process started (target ≤ "
+              f"{FIRST_STEP_TARGET:.0f} s: {first_step}). The tutorial's "
               f"own loop for the same epoch: {result['reference_wall_seconds']:.1f} s, so ours takes "
               f"{result['ratio']:.2f}× its time.", ""]
     return lines
