@@ -19,7 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -28,7 +27,7 @@ from faults import fail_saves
 from test_reliability import (
     CLI,
     STEPS_PER_EPOCH,
-    checkpoint_tensors,
+    assert_same_run,
     cli_env,
     deterministic_overrides,
     latest_step,
@@ -351,11 +350,4 @@ def test_ten_full_disks_over_a_denoisers_epoch_lose_nothing(longer_data_dir, tmp
     subprocess.run([*CLI, *overrides, f"hydra.run.dir={run_dir}"], env=cli_env(), check=True, capture_output=True,
                    timeout=600)
 
-    expected, resumed = results_of(straight), results_of(run_dir)
-    assert resumed["steps"] == expected["steps"] == 3 * STEPS_PER_EPOCH
-    for key in ("train_loss", "test_loss", "test_reconstruction"):
-        assert resumed[key] == expected[key], key
-    expected_tensors, resumed_tensors = checkpoint_tensors(straight), checkpoint_tensors(run_dir)
-    assert expected_tensors.keys() == resumed_tensors.keys()
-    for name, value in expected_tensors.items():
-        np.testing.assert_array_equal(resumed_tensors[name], value, err_msg=name)
+    assert_same_run(straight, run_dir, steps=3 * STEPS_PER_EPOCH)

@@ -106,16 +106,21 @@ def assert_killed_runs_resume_exactly(data_dir: Path, tmp_path: Path, points: li
         assert latest_step(killed) >= before, "a kill lost a checkpoint"
     subprocess.run([*CLI, *overrides, f"hydra.run.dir={killed}"], env=cli_env(), check=True,
                    capture_output=True, timeout=600)
+    assert_same_run(straight, killed, steps=3 * STEPS_PER_EPOCH)
+    return kills
 
-    expected, resumed = (json.loads((d / "results.json").read_text()) for d in (straight, killed))
-    assert resumed["steps"] == expected["steps"] == 3 * STEPS_PER_EPOCH
+
+def assert_same_run(straight: Path, resumed_dir: Path, steps: int) -> None:
+    """The run in ``resumed_dir`` ended as the uninterrupted one in ``straight``: its steps, its figures
+    and every checkpoint tensor, bit for bit."""
+    expected, resumed = (json.loads((d / "results.json").read_text()) for d in (straight, resumed_dir))
+    assert resumed["steps"] == expected["steps"] == steps
     for key in ("train_loss", "test_loss", "test_reconstruction"):
         assert resumed[key] == expected[key], key
-    expected_tensors, resumed_tensors = checkpoint_tensors(straight), checkpoint_tensors(killed)
+    expected_tensors, resumed_tensors = checkpoint_tensors(straight), checkpoint_tensors(resumed_dir)
     assert expected_tensors.keys() == resumed_tensors.keys()
     for name, value in expected_tensors.items():
         np.testing.assert_array_equal(resumed_tensors[name], value, err_msg=name)
-    return kills
 
 
 def test_killed_runs_resume_to_exactly_the_uninterrupted_result(longer_data_dir, tmp_path):
