@@ -138,7 +138,7 @@ def test_a_one_class_run_scores_the_other_classes_as_anomalies(tiny_data_dir, tm
     overrides = [*tiny_overrides(tiny_data_dir, batch_size=16), "data.train_classes=[0,1,2,3,4]", "trainer.epochs=2",
                  "evaluation.iw_samples=5"]
     results = train(to_settings(compose(overrides)), tmp_path)
-    for score in ("reconstruction", "neg_elbo", "nll_iw", "latent_knn", "latent_mahalanobis"):
+    for score in ("reconstruction", "neg_elbo", "nll_iw", "latent_knn", "latent_mahalanobis", "combined"):
         for figure in ("auroc", "ap", "fpr95"):
             assert 0.0 <= results[f"anomaly_{figure}_{score}"] <= 1.0
     assert len(encoded) == 2 and "probe_accuracy" in results

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from vae_train.evaluation.latent_scores import knn_distance, latent_scores, mahalanobis_distance
+from vae_train.evaluation.latent_scores import knn_distance, latent_scores, mahalanobis_distance, own_knn_distance
 
 
 def planted(seed: int = 0, dims: int = 4, normal: int = 300, outliers: int = 20):
@@ -59,3 +59,10 @@ def test_knn_distance_is_the_mean_distance_to_the_nearest_training_codes():
     np.testing.assert_allclose(knn_distance(train, np.array([[0.0], [9.0]]), k=2), [0.5, 3.5])
     # Fewer training codes than k: all of them.
     np.testing.assert_allclose(knn_distance(train[:2], np.array([[2.0]]), k=5), [1.5])
+
+
+def test_a_training_code_is_left_out_of_its_own_neighbours():
+    train = np.array([[0.0], [1.0], [3.0], [10.0]])
+    # 0: to 1 and 3; 1: to 0 and 3; 3: to 1 and 0; 10: to 3 and 1; never the code itself at distance 0.
+    np.testing.assert_allclose(own_knn_distance(train, k=2), [2.0, 1.5, 2.5, 8.0])
+    np.testing.assert_allclose(own_knn_distance(train[:2], k=5), [1.0, 1.0])  # fewer others than k: all

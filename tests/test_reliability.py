@@ -394,6 +394,10 @@ CATALOGUE = {
     "an inspection folder without train/good": (MVTEC_OVERRIDES, _no_train_good, "train/good"),
     "a mask of no test image": (MVTEC_OVERRIDES, _stray_mask, "7_mask.png"),
     "a top-k share outside (0, 1]": (["evaluation.anomaly_top_k=0"], None, "evaluation.anomaly_top_k must be"),
+    "a combined score of one score": (["evaluation.anomaly_combined=[reconstruction]"], None,
+                                      "evaluation.anomaly_combined sums two or more"),
+    "a combined score of an unknown score": (["evaluation.anomaly_combined=[reconstruction,psnr]"], None,
+                                             "expected one of [reconstruction, latent_knn, latent_mahalanobis]"),
 }
 
 

@@ -4,9 +4,10 @@ well they separate the normal images from the anomalous ones.
 Scores, in nats per image: ``reconstruction`` (the reconstruction loss of the image decoded from
 its posterior mean), and for VAEs ``neg_elbo`` and ``nll_iw`` (the Monte Carlo ELBO and the IWAE
 bound from the same importance samples, see :mod:`.likelihood`); in a one-class run also
-``latent_knn`` and ``latent_mahalanobis``, distances of the codes (see :mod:`.latent_scores`). For
-each: the area under the ROC curve (AUROC), the average precision and the false-positive rate at 95%
-true positives, by scikit-learn, with the anomalies as the positive class.
+``latent_knn`` and ``latent_mahalanobis``, distances of the codes (see :mod:`.latent_scores`), and
+``combined``, a standardized sum of such scores (see :mod:`.combined_score`). For each: the area under
+the ROC curve (AUROC), the average precision and the false-positive rate at 95% true positives, by
+scikit-learn, with the anomalies as the positive class.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 SCORES = ("reconstruction", "neg_elbo", "nll_iw")
 TRUE_POSITIVE_RATE = 0.95  # where the false-positive rate is read
 # The unit of the scores that are not in nats, for the histograms' axes.
-SCORE_UNITS = {"latent_knn": "code distance", "latent_mahalanobis": "standard deviations"}
+SCORE_UNITS = {"latent_knn": "code distance", "latent_mahalanobis": "standard deviations",
+               "combined": "summed standard scores"}
 
 
 def false_positive_rate_at(is_anomaly: np.ndarray, scores: np.ndarray, true_positive_rate: float) -> float:

@@ -23,11 +23,21 @@ import numpy as np
 from sklearn.covariance import LedoitWolf
 from sklearn.neighbors import NearestNeighbors
 
+LATENT_SCORES = ("latent_knn", "latent_mahalanobis")
+
 
 def knn_distance(train_codes: np.ndarray, test_codes: np.ndarray, k: int) -> np.ndarray:
     """The mean distance of each test code to its ``k`` nearest training codes (all of them if fewer)."""
     neighbours = NearestNeighbors(n_neighbors=min(k, len(train_codes))).fit(train_codes)
     distances, _ = neighbours.kneighbors(test_codes)
+    return distances.mean(axis=1)
+
+
+def own_knn_distance(train_codes: np.ndarray, k: int) -> np.ndarray:
+    """:func:`knn_distance` of each training code to the other training codes, itself left out: the
+    score a training image would get were it unseen."""
+    neighbours = NearestNeighbors(n_neighbors=min(k, len(train_codes) - 1)).fit(train_codes)
+    distances, _ = neighbours.kneighbors()  # scikit-learn leaves each point out of its own neighbours
     return distances.mean(axis=1)
 
 
@@ -42,3 +52,10 @@ def latent_scores(train_codes: np.ndarray, test_codes: np.ndarray, knn_k: int) -
     """``latent_knn`` and ``latent_mahalanobis`` of ``test_codes`` against the normal ``train_codes``."""
     return {"latent_knn": knn_distance(train_codes, test_codes, knn_k),
             "latent_mahalanobis": mahalanobis_distance(train_codes, test_codes)}
+
+
+def own_latent_scores(train_codes: np.ndarray, knn_k: int) -> dict[str, np.ndarray]:
+    """The same scores of the training codes themselves, each left out of its own neighbours (the
+    Mahalanobis distance's mean and covariance, fitted on thousands of codes, keep it in)."""
+    return {"latent_knn": own_knn_distance(train_codes, knn_k),
+            "latent_mahalanobis": mahalanobis_distance(train_codes, train_codes)}

@@ -16,8 +16,9 @@ from vae_train.config import AnomalyMap, Config
 from vae_train.data.pipeline import ImageDataset, ImagePipelines, class_indices
 from vae_train.evaluation.anomaly import defect_histograms, detection_figures, score_histograms
 from vae_train.evaluation.codes import encode_with_images, reconstruction_errors
+from vae_train.evaluation.combined_score import COMBINED, standardized_sum
 from vae_train.evaluation.inspection import Inspection, inspect, inspection_picture, key_of, pictured, pixel_figures
-from vae_train.evaluation.latent_scores import latent_scores
+from vae_train.evaluation.latent_scores import LATENT_SCORES, latent_scores, own_latent_scores
 from vae_train.evaluation.likelihood import has_likelihood_bound, per_image_bounds
 from vae_train.evaluation.pictures import rasterize
 from vae_train.evaluation.representation import Codes, active_units, code_figures, pca_baseline
@@ -170,6 +171,21 @@ def latent_anomaly_scores(encoded: EncodedSplits, settings: Config) -> dict[str,
     return latent_scores(train_codes, test_codes, settings.evaluation.knn_k)
 
 
+def combined_score(model: Autoencoder, pipelines: ImagePipelines, encoded: EncodedSplits, settings: Config,
+                   test_scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``combined``, the sum of evaluation.anomaly_combined's scores standardized over the normal training
+    images (:mod:`vae_train.evaluation.combined_score`); none when one of them is missing (non-finite codes)."""
+    parts = [part.value for part in settings.evaluation.anomaly_combined or []]
+    if not parts or not all(name in test_scores for name in parts):
+        return {}
+    normal = {}
+    if "reconstruction" in parts:
+        normal["reconstruction"] = reconstruction_errors(model, pipelines.in_order("train", pipelines.test_batch_size))
+    if any(name in LATENT_SCORES for name in parts):
+        normal.update(own_latent_scores(encoded("train")[0], settings.evaluation.knn_k))
+    return {COMBINED: standardized_sum(normal, test_scores, parts)}
+
+
 def anomalous_test_images(dataset: ImageDataset, settings: Config) -> tuple[np.ndarray | None, str]:
     """Which test images are the anomalies, and how to say so: those outside the source's normal classes
     (an inspection data set's "good"), else outside data.train_classes; None when neither says."""
@@ -242,9 +258,11 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
         started = time.perf_counter()
         maps = map_names(settings, dataset)
         scores, inspection = scores_and_maps(model, pipelines, settings, "test", maps)
-        # The latent scores get the detection figures only: the thresholds' validation images and vae-eval
-        # --anomalies' other data set are scored by anomaly_scores, without the run's training codes.
+        # The latent scores and their combination get the detection figures only: the thresholds' validation
+        # images and vae-eval --anomalies' other data set are scored by anomaly_scores, without the run's
+        # training codes.
         latent = latent_anomaly_scores(encoded, settings)
+        latent.update(combined_score(model, pipelines, encoded, settings, {**scores, **latent}))
         detect({**scores, **latent}, dataset.test.labels, is_anomaly, title, analysis)
         if dataset.normal_labels is not None:
             analysis.figures.update(per_class_detection(scores, dataset, is_anomaly))

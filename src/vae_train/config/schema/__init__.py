@@ -38,6 +38,7 @@ from vae_train.config.schema.data import (
 from vae_train.config.schema.evaluation import (
     AnomalyMap,
     Clustering,
+    CombinedPart,
     EvaluationConfig,
     ExtraMetric,
     Interpolation,
@@ -86,9 +87,10 @@ class Config:
 
 
 __all__ = [
-    "GROUP_DEFAULTS", "GROUP_SCHEMAS", "MAX_LATENT_DIM", "AdamConfig", "AnomalyMap", "Binarize", "Clustering", "Config",
-    "ConvAEConfig", "ConvVAEConfig", "CorruptionConfig", "DataConfig", "DataSplit", "DecoderDistribution",
-    "DenseAEConfig", "DenseVAEConfig", "Downsampling", "EvaluationConfig", "ExtraMetric", "FolderDataConfig",
+    "GROUP_DEFAULTS", "GROUP_SCHEMAS", "MAX_LATENT_DIM", "AdamConfig", "AnomalyMap", "Binarize", "Clustering",
+    "CombinedPart", "Config", "ConvAEConfig", "ConvVAEConfig", "CorruptionConfig", "DataConfig", "DataSplit",
+    "DecoderDistribution", "DenseAEConfig", "DenseVAEConfig", "Downsampling", "EvaluationConfig", "ExtraMetric",
+    "FolderDataConfig",
     "GaussianCorruptionConfig", "IWAEConfig", "Interpolation", "Labels", "ManifoldConfig", "ManifoldKind",
     "MaskingCorruptionConfig", "MVTecDataConfig", "ModelConfig", "NoCorruptionConfig", "OnNonFinite", "OptimizerConfig",
     "PixelShareCorruptionConfig", "Precision", "Projection", "PublishedDataConfig", "RMSpropConfig",

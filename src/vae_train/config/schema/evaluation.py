@@ -37,6 +37,14 @@ class AnomalyMap(Enum):
     ssim = "ssim"  # 1 - local SSIM (AE-SSIM, Bergmann et al. 2019)
 
 
+class CombinedPart(Enum):
+    """A score the one-class ``combined`` score sums, each standardized on the normal training images."""
+
+    reconstruction = "reconstruction"
+    latent_knn = "latent_knn"
+    latent_mahalanobis = "latent_mahalanobis"
+
+
 class Clustering(Enum):
     """How the codes' figures cluster the test codes, one cluster per class, without their labels."""
 
@@ -121,6 +129,10 @@ class EvaluationConfig:
     anomaly_map_sigma: float = 0.0
     # The share of a map's pixels whose mean is the top_k image score, in (0, 1].
     anomaly_top_k: float = 0.01
+    # One-class runs: the score `combined`, the sum of these scores, each standardized by its mean and
+    # standard deviation over the normal training images; [] or null: none.
+    anomaly_combined: list[CombinedPart] | None = field(
+        default_factory=lambda: [CombinedPart.reconstruction, CombinedPart.latent_knn])
     # The anomaly threshold: this quantile of the normal validation images' scores; the test F1 at it is reported.
     anomaly_quantile: float = 0.99
 
@@ -141,6 +153,10 @@ class EvaluationConfig:
                 f"evaluation.anomaly_quantile must be in (0, 1), got {self.anomaly_quantile}.")
         require(self.anomaly_map_sigma >= 0,
                 f"evaluation.anomaly_map_sigma must be >= 0 pixels, got {self.anomaly_map_sigma}.")
+        parts = self.anomaly_combined or []
+        require(len(parts) != 1 and len(set(parts)) == len(parts),
+                f"evaluation.anomaly_combined sums two or more different scores (or none: []), got "
+                f"{[part.value for part in parts]}; the choices are {[part.value for part in CombinedPart]}.")
         for key in ("reconstructions", "samples", "code_examples", "iw_samples", "interpolations", "traversal_dims"):
             value = getattr(self, key)
             require(value is None or value >= 0, f"evaluation.{key} must be >= 0, got {value}.")
