@@ -12,6 +12,7 @@ from pathlib import Path
 
 from vae_train.config import Config, load_saved_settings
 from vae_train.errors import ConfigError, VaeTrainError, exit_status
+from vae_train.launch.process_exit import run_then_leave
 from vae_train.run.layout import SAVED_CONFIG
 from vae_train.runtime.start import start_tensorflow
 
@@ -85,5 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exit_status(err))
 
 
+def run() -> None:
+    """The ``vae-eval`` command, with a quick exit."""
+    run_then_leave(main)
+
+
 if __name__ == "__main__":
-    main()
+    run()

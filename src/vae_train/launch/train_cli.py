@@ -24,6 +24,7 @@ from vae_train.errors import VaeTrainError, exit_status
 from vae_train.files import shown_path
 from vae_train.launch.argv import options_first
 from vae_train.launch.fast_help import asks_for_help, list_groups_from_one_repository
+from vae_train.launch.process_exit import run_then_leave
 from vae_train.launch.run_lock import hold_run_folder, release_run_folder
 from vae_train.launch.sweeps.outcome import FailedJob, describe_error, sweep_score
 from vae_train.runtime import stopwatch
@@ -139,9 +140,9 @@ def main(cfg: DictConfig) -> float | FailedJob:
 
 
 def run() -> None:
-    """The ``vae-train`` command: options and overrides in any order, then Hydra."""
+    """The ``vae-train`` command: options and overrides in any order, then Hydra, then a quick exit."""
     sys.argv[1:] = options_first(sys.argv[1:])
-    main()
+    run_then_leave(main)
 
 
 if __name__ == "__main__":
