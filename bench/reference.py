@@ -120,5 +120,8 @@ def parts(model: ReferenceVAE) -> tuple[keras.Model, keras.Model]:
 
 
 def as_float_images(images: np.ndarray) -> np.ndarray:
-    """uint8 (count, 28, 28) -> float32 (count, 28, 28, 1) in [0, 1], as the recipe scales them."""
-    return np.expand_dims(images, -1).astype("float32") / 255.0
+    """uint8 (count, 28, 28), as the IDX files hold them, or (count, 28, 28, 1), as vae-train's data sets do
+    -> float32 (count, 28, 28, 1) in [0, 1], as the recipe scales them."""
+    if images.ndim == 3:
+        images = np.expand_dims(images, -1)
+    return images.astype("float32") / 255.0

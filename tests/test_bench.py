@@ -123,3 +123,14 @@ def test_the_start_up_parts_add_up_to_the_process_wall_time():
     assert "Start-up and the end of a run" in "\n".join(startup.table(
         {"command": "c", "parts": parts, "wall_seconds": 42.0, "outside_steps_seconds": 20.0,
          "first_step_seconds": 13.0, "reference_wall_seconds": 30.0, "ratio": 1.4}))
+
+
+def test_the_reference_takes_images_with_or_without_their_channel_axis():
+    import numpy as np
+    from bench.reference import as_float_images
+
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28) % 255
+    for given in (images, images[..., np.newaxis]):
+        converted = as_float_images(given)
+        assert converted.shape == (2, 28, 28, 1) and converted.dtype == np.float32
+        np.testing.assert_allclose(converted[..., 0], images / 255.0, rtol=1e-6)
