@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench import markdown
 from bench.machine import log
 
@@ -23,6 +21,7 @@ PIPELINE_TARGET = 20.0
 
 def write_folder(root: Path, side: int, count: int) -> Path:
     """``count`` smooth colour images with a class-coloured square, in ``CLASSES`` class folders."""
+    import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(side)
@@ -46,6 +45,7 @@ def colour(bench) -> dict:
     from vae_train.config import to_settings
     from vae_train.launch.train_cli import compose
 
+    log("colour images from a folder: the input pipeline against training")
     count = 1024 if bench.quick else 8192
     rounds = 2 if bench.quick else 4
     results = {}

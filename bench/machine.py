@@ -1,4 +1,4 @@
-"""The machine: its description, its fp32 matrix-multiply rate, memory and command-line latency."""
+"""The machine: its description, its fp32 matrix-multiply rate and memory, and the command that starts vae-train."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import os
 import platform
 import resource
 import shutil
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -82,25 +80,3 @@ def _vae_train_command() -> list[str]:
         return [str(script)]
     found = shutil.which("vae-train")
     return [found] if found else [sys.executable, "-m", "vae_train.launch.train_cli"]
-
-
-def cli_times(repeats: int = 5) -> dict:
-    """Median wall time of ``vae-train --help`` and ``vae-train --cfg job``, and whether composing a
-    config imports TensorFlow (it must not)."""
-    command = _vae_train_command()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    results: dict = {"command": " ".join(Path(part).name for part in command)}
-    for label, arguments in (("help", ["--help"]), ("cfg_job", ["--cfg", "job"])):
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            done = subprocess.run([*command, *arguments], capture_output=True, text=True, env=env, timeout=120)
-            times.append(time.perf_counter() - start)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(command + arguments)} failed: {done.stderr[-2000:]}")
-        results[label] = {"median_s": statistics.median(times), "times_s": times}
-    probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "vae_train.launch.train_cli", "--cfg", "job"],
-                           capture_output=True, text=True, env=env, timeout=120)
-    results["cfg_job_imports_tensorflow"] = any(
-        line.rstrip().endswith("| tensorflow") for line in probe.stderr.splitlines())
-    return results

@@ -1,14 +1,21 @@
 """Where a training step's time goes: a TensorFlow profiler trace of some steps (viewable in
-TensorBoard's Profile tab with ``tensorboard-plugin-profile``), summarized here per kind of op."""
+TensorBoard's Profile tab with ``tensorboard-plugin-profile``), summarized here per kind of op.
+
+``make bench``'s profile section traces recipe C at batch 64 with the defaults, after warm-up, into a
+dated folder under ``--profile-dir`` (bench/profiles by default).
+"""
 
 from __future__ import annotations
 
 import collections
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-import tensorflow as tf
+from bench.machine import log
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Op kinds of the CPU kernels (oneDNN "_Mkl" ops and Eigen ones), grouped by what they compute.
 # A transposed convolution's forward pass is a "backprop-input" kernel and its input gradient a
@@ -25,6 +32,8 @@ OPTIMIZER_SCOPES = ("rm_sprop", "adam", "sgd", "loss_scale")
 
 def capture(logdir: Path, run: Callable[[], object]) -> Path:
     """Profile one call of ``run`` into ``logdir`` and return the ``.xplane.pb`` file written."""
+    import tensorflow as tf
+
     logdir.mkdir(parents=True, exist_ok=True)
     before = set(logdir.rglob("*.xplane.pb"))
     tf.profiler.experimental.start(str(logdir))
@@ -87,3 +96,18 @@ def summarize(xplane: Path, steps: int) -> dict:
         "groups_ms_per_step": {group: ps * per_step_ms for group, ps in groups.most_common()},
         "top_ops_ms_per_step": {op: ps * per_step_ms for op, ps in ops.most_common(12)},
     }
+
+
+def profile(bench) -> dict:
+    """See the module's docstring; ``bench`` is the running :class:`bench.run.Bench`."""
+    steps = 20 if bench.quick else 60
+    loop = bench.loop(bench.recipe_c())
+    loop.warm_up()
+    loop.steps(steps)
+    logdir = bench.args.profile_dir / time.strftime("%Y%m%d-%H%M%S")
+    log(f"profile: {steps} steps of recipe C at batch 64 into {logdir.relative_to(ROOT)}")
+    trace = capture(logdir, lambda: loop.steps(steps))
+    result = {"what": "recipe C, batch 64, defaults", "logdir": str(logdir.relative_to(ROOT)),
+              **summarize(trace, steps)}
+    log(f"  {result['wall_ms_per_step']:.1f} ms per step")
+    return result

@@ -45,6 +45,7 @@ def evaluation(bench) -> dict:
     from vae_train.models import build_model
     from vae_train.runtime.precision import ComputePrecision
 
+    log("evaluation: the test figures and the IWAE bound against the training step")
     rounds = 2 if bench.quick else 5
     iw_images = 1024 if bench.quick else 2048
     loop = bench.loop(["data=mnist"])

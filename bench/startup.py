@@ -16,8 +16,6 @@ import statistics
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from bench import markdown
 from bench.machine import _vae_train_command, log
 from bench.runs import ROOT, timed_command
@@ -71,6 +69,8 @@ def split(results: dict, process_seconds: float, first_call_steps: int) -> dict[
 
 def _first_call_steps(run_dir: Path, steps_per_epoch: int) -> int:
     """The steps of the first compiled call: up to the first log point, as the loop stops there."""
+    from omegaconf import OmegaConf
+
     trainer = OmegaConf.load(run_dir / ".hydra" / "config.yaml").trainer
     return min(trainer.steps_per_execution, trainer.log_every_steps, steps_per_epoch)
 
