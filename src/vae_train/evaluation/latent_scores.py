@@ -14,10 +14,13 @@ a VAE's collapsed latent dimensions make it (their posterior means barely vary, 
 inverse would count a tiny wobble along them as many standard deviations), as do few normal images
 for a large code; on well-spread codes the shrinkage is close to zero and the two agree.
 
-Pure functions of the codes, (training codes, test codes) -> one score per test code.
+``NormalCodes`` fits both on the training codes once, then scores test codes, or the training codes
+themselves for the one-class ``combined`` score.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.covariance import LedoitWolf
@@ -26,36 +29,48 @@ from sklearn.neighbors import NearestNeighbors
 LATENT_SCORES = ("latent_knn", "latent_mahalanobis")
 
 
-def knn_distance(train_codes: np.ndarray, test_codes: np.ndarray, k: int) -> np.ndarray:
-    """The mean distance of each test code to its ``k`` nearest training codes (all of them if fewer)."""
-    neighbours = NearestNeighbors(n_neighbors=min(k, len(train_codes))).fit(train_codes)
-    distances, _ = neighbours.kneighbors(test_codes)
-    return distances.mean(axis=1)
+@dataclass(frozen=True)
+class NormalCodes:
+    """The normal training codes with their nearest-neighbour index and Ledoit-Wolf covariance, fitted once."""
 
+    codes: np.ndarray
+    neighbours: NearestNeighbors
+    covariance: LedoitWolf
+    knn_k: int
 
-def own_knn_distance(train_codes: np.ndarray, k: int) -> np.ndarray:
-    """:func:`knn_distance` of each training code to the other training codes, itself left out: the
-    score a training image would get were it unseen."""
-    neighbours = NearestNeighbors(n_neighbors=min(k, len(train_codes) - 1)).fit(train_codes)
-    distances, _ = neighbours.kneighbors()  # scikit-learn leaves each point out of its own neighbours
-    return distances.mean(axis=1)
+    @classmethod
+    def fit(cls, train_codes: np.ndarray, knn_k: int) -> NormalCodes:
+        return cls(train_codes, NearestNeighbors().fit(train_codes), LedoitWolf().fit(train_codes), knn_k)
 
+    @property
+    def count(self) -> int:
+        return len(self.codes)
 
-def mahalanobis_distance(train_codes: np.ndarray, test_codes: np.ndarray) -> np.ndarray:
-    """The Mahalanobis distance of each test code to the training codes' mean, under their Ledoit-Wolf
-    covariance."""
-    covariance = LedoitWolf().fit(train_codes)
-    return np.sqrt(covariance.mahalanobis(test_codes))  # scikit-learn's is the squared distance
+    def knn_distance(self, test_codes: np.ndarray) -> np.ndarray:
+        """The mean distance of each test code to its ``knn_k`` nearest training codes (all if fewer)."""
+        distances, _ = self.neighbours.kneighbors(test_codes, n_neighbors=min(self.knn_k, self.count))
+        return distances.mean(axis=1)
 
+    def own_knn_distance(self) -> np.ndarray:
+        """:meth:`knn_distance` of each training code to the other training codes, itself left out: the
+        score a training image would get were it unseen."""
+        # Without test codes scikit-learn leaves each point out of its own neighbours.
+        distances, _ = self.neighbours.kneighbors(n_neighbors=min(self.knn_k, self.count - 1))
+        return distances.mean(axis=1)
 
-def latent_scores(train_codes: np.ndarray, test_codes: np.ndarray, knn_k: int) -> dict[str, np.ndarray]:
-    """``latent_knn`` and ``latent_mahalanobis`` of ``test_codes`` against the normal ``train_codes``."""
-    return {"latent_knn": knn_distance(train_codes, test_codes, knn_k),
-            "latent_mahalanobis": mahalanobis_distance(train_codes, test_codes)}
+    def mahalanobis_distance(self, test_codes: np.ndarray) -> np.ndarray:
+        """The Mahalanobis distance of each test code to the training codes' mean, under their covariance."""
+        return np.sqrt(self.covariance.mahalanobis(test_codes))  # scikit-learn's is the squared distance
 
+    def scores(self, test_codes: np.ndarray) -> dict[str, np.ndarray]:
+        """``latent_knn`` and ``latent_mahalanobis`` of ``test_codes``."""
+        return {"latent_knn": self.knn_distance(test_codes),
+                "latent_mahalanobis": self.mahalanobis_distance(test_codes)}
 
-def own_latent_scores(train_codes: np.ndarray, knn_k: int) -> dict[str, np.ndarray]:
-    """The same scores of the training codes themselves, each left out of its own neighbours (the
-    Mahalanobis distance's mean and covariance, fitted on thousands of codes, keep it in)."""
-    return {"latent_knn": own_knn_distance(train_codes, knn_k),
-            "latent_mahalanobis": mahalanobis_distance(train_codes, train_codes)}
+    def own_scores(self, names: list[str]) -> dict[str, np.ndarray]:
+        """The scores ``names`` (of :data:`LATENT_SCORES`) of the training codes themselves, each left out of
+        its own neighbours (the Mahalanobis distance's mean and covariance, fitted on thousands of codes,
+        keep it in)."""
+        own = {"latent_knn": self.own_knn_distance,
+               "latent_mahalanobis": lambda: self.mahalanobis_distance(self.codes)}
+        return {name: own[name]() for name in names if name in own}

@@ -18,7 +18,7 @@ from vae_train.evaluation.anomaly import defect_histograms, detection_figures, s
 from vae_train.evaluation.codes import encode_with_images, reconstruction_errors
 from vae_train.evaluation.combined_score import COMBINED, standardized_sum
 from vae_train.evaluation.inspection import Inspection, inspect, inspection_picture, key_of, pictured, pixel_figures
-from vae_train.evaluation.latent_scores import LATENT_SCORES, latent_scores, own_latent_scores
+from vae_train.evaluation.latent_scores import NormalCodes
 from vae_train.evaluation.likelihood import has_likelihood_bound, per_image_bounds
 from vae_train.evaluation.pictures import rasterize
 from vae_train.evaluation.representation import Codes, active_units, code_figures, pca_baseline
@@ -161,18 +161,18 @@ def representation(model: Autoencoder, dataset: ImageDataset, encoded: EncodedSp
     return figures
 
 
-def latent_anomaly_scores(encoded: EncodedSplits, settings: Config) -> dict[str, np.ndarray]:
-    """The test images' scores from their codes alone (:mod:`vae_train.evaluation.latent_scores`), against
-    the codes of the (normal) training images, as many as the codes' figures encode."""
+def normal_codes(encoded: EncodedSplits, settings: Config) -> NormalCodes | None:
+    """The (normal) training images' codes, as many as the codes' figures encode, fitted for the latent
+    scores (:mod:`vae_train.evaluation.latent_scores`); None when some codes are not finite."""
     (train_codes, _), (test_codes, _) = encoded("train"), encoded("test")
     if not (np.all(np.isfinite(train_codes)) and np.all(np.isfinite(test_codes))):
         log.warning("No latent anomaly scores: some codes are not finite (a model gone NaN?).")
-        return {}
-    return latent_scores(train_codes, test_codes, settings.evaluation.knn_k)
+        return None
+    return NormalCodes.fit(train_codes, settings.evaluation.knn_k)
 
 
-def combined_score(model: Autoencoder, pipelines: ImagePipelines, encoded: EncodedSplits, settings: Config,
-                   test_scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def combined_score(model: Autoencoder, pipelines: ImagePipelines, normal_codes: NormalCodes | None,
+                   settings: Config, test_scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``combined``, the sum of evaluation.anomaly_combined's scores standardized over the normal training
     images (:mod:`vae_train.evaluation.combined_score`); none when one of them is missing (non-finite codes)."""
     parts = [part.value for part in settings.evaluation.anomaly_combined or []]
@@ -181,8 +181,8 @@ def combined_score(model: Autoencoder, pipelines: ImagePipelines, encoded: Encod
     normal = {}
     if "reconstruction" in parts:
         normal["reconstruction"] = reconstruction_errors(model, pipelines.in_order("train", pipelines.test_batch_size))
-    if any(name in LATENT_SCORES for name in parts):
-        normal.update(own_latent_scores(encoded("train")[0], settings.evaluation.knn_k))
+    if normal_codes is not None:
+        normal.update(normal_codes.own_scores(parts))
     return {COMBINED: standardized_sum(normal, test_scores, parts)}
 
 
@@ -261,8 +261,9 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
         # The latent scores and their combination get the detection figures only: the thresholds' validation
         # images and vae-eval --anomalies' other data set are scored by anomaly_scores, without the run's
         # training codes.
-        latent = latent_anomaly_scores(encoded, settings)
-        latent.update(combined_score(model, pipelines, encoded, settings, {**scores, **latent}))
+        fitted = normal_codes(encoded, settings)
+        latent = {} if fitted is None else fitted.scores(encoded("test")[0])
+        latent.update(combined_score(model, pipelines, fitted, settings, {**scores, **latent}))
         detect({**scores, **latent}, dataset.test.labels, is_anomaly, title, analysis)
         if dataset.normal_labels is not None:
             analysis.figures.update(per_class_detection(scores, dataset, is_anomaly))
