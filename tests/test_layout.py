@@ -83,3 +83,20 @@ def test_the_launching_side_imports_no_tensorflow():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert int(result.stdout) == len(LIGHT) >= 10
+
+
+def test_scikit_learn_is_not_imported_before_the_first_step():
+    """Keras's scikit-learn wrappers and the end-of-run figures bring scikit-learn (about 1.5 s); a run
+    imports it while it trains, and Keras's wrappers still load when asked for."""
+    code = textwrap.dedent("""
+        import sys
+        from vae_train.runtime.start import start_tensorflow
+        start_tensorflow()
+        import vae_train.run.train
+        assert "sklearn" not in sys.modules, "imported before training"
+        import keras
+        assert keras.wrappers.SKLearnClassifier.__name__ == "SKLearnClassifier"
+        assert "sklearn" in sys.modules
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

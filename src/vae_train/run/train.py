@@ -3,15 +3,18 @@ files and ``results.json``. The command line is a thin layer over :func:`train`.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import logging
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vae_train.config import Config
 from vae_train.errors import StorageError, TrainingError
 from vae_train.evaluation.pictures import enlarged, to_uint8
 from vae_train.files import read_json_object, write_atomically
-from vae_train.run.analyses import Analysis, analyse
 from vae_train.run.build import AssembledRun, build_trainer
 from vae_train.run.export import export_models
 from vae_train.run.layout import EXPORT_DIR, RESULTS_FILE, RUN_INFO_FILE
@@ -22,7 +25,19 @@ from vae_train.runtime.host_cpu import seconds_since_job_start, start_job_clock
 from vae_train.runtime.storage import writing
 from vae_train.runtime.workers import check_same_step, lost_worker
 
+if TYPE_CHECKING:
+    from vae_train.run.analyses import Analysis
+
 log = logging.getLogger(__name__)
+
+# The end-of-run figures' module, with scikit-learn and SciPy (about 1.5 s of imports): a thread imports it
+# while the model trains, off the path to the first step (see runtime.start).
+ANALYSES_MODULE = "vae_train.run.analyses"
+
+
+def _import_quietly(name: str) -> None:
+    with contextlib.suppress(Exception):  # the end of the run imports it again, and reports the error there
+        importlib.import_module(name)
 
 
 def _model_description(model, parameters: dict[str, int]) -> str:
@@ -93,6 +108,7 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
         "precision": run.parts.precision.policy,
     }
     fit_started = seconds_since_job_start()
+    threading.Thread(target=_import_quietly, args=(ANALYSES_MODULE,), name="import-analyses", daemon=True).start()
     try:
         history = trainer.fit()
     except TrainingError as err:
@@ -121,6 +137,8 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
         results["stopped_by"] = history.stopped_by
     else:  # a stopped run skips these, to exit within a scheduler's grace period
         with stopwatch.timed("end_of_run_figures"):
+            from vae_train.run.analyses import analyse  # waits for the thread's import if it is not done
+
             analysis = analyse(model, run.parts.dataset, pipelines, settings)
             results.update(analysis.figures)
             write_analysis(writers, trainer.step, analysis)

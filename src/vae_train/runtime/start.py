@@ -5,7 +5,10 @@ absl::InitializeLog() is called...", oneDNN, cudart_stub): the TensorFlow API im
 client at start-up, whose extension ``_pywrap_profiler_plugin`` (90 MB) links its own copy of
 TensorFlow's runtime and logging, which starts and logs again. Nothing in a run uses that client
 (``tf.profiler.experimental.client``, for profiling a remote server), so its extension is loaded
-only if something asks for it. The first query of the GPUs then printed "E0000 ... failed call to
+only if something asks for it. Keras's scikit-learn wrappers (``keras.wrappers``), which no run uses
+either, import scikit-learn and SciPy with Keras: about 1.5 s before the first step that the end-of-run
+figures need only at the end (``run.train`` imports them in a thread while the model trains), so they
+too load on first use. The first query of the GPUs then printed "E0000 ... failed call to
 cuInit: INTERNAL: CUDA error" on every machine without one: an error line that is not an error.
 
 :func:`start_tensorflow` imports TensorFlow and queries the GPUs with the process's C-level standard
@@ -30,13 +33,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 PROFILER_PLUGIN = "tensorflow.python.profiler.internal._pywrap_profiler_plugin"
+KERAS_SKLEARN_WRAPPERS = "keras.wrappers"
+DEFERRED_MODULES = (PROFILER_PLUGIN, KERAS_SKLEARN_WRAPPERS)
 # Below 2, TensorFlow's own switch asks for its informational lines.
 LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
 NVIDIA_DRIVER = Path("/proc/driver/nvidia/version")
 
 
-class _DeferredExtension(types.ModuleType):
-    """Stands in ``sys.modules`` for an extension module, which it loads on first use."""
+class _DeferredModule(types.ModuleType):
+    """Stands in ``sys.modules`` for a module, which it loads on first use."""
 
     def __getattr__(self, attribute: str):
         if attribute.startswith("__"):
@@ -58,7 +63,8 @@ def asks_for_tensorflow_logs(verbose: bool) -> bool:
 
 def _import_and_probe() -> int:
     if "tensorflow" not in sys.modules:
-        sys.modules.setdefault(PROFILER_PLUGIN, _DeferredExtension(PROFILER_PLUGIN))
+        for name in DEFERRED_MODULES:
+            sys.modules.setdefault(name, _DeferredModule(name))
     import tensorflow as tf
 
     return len(tf.config.list_physical_devices("GPU"))
