@@ -171,7 +171,7 @@ def normal_codes(encoded: EncodedSplits, settings: Config) -> NormalCodes | None
     return NormalCodes.fit(train_codes, settings.evaluation.knn_k)
 
 
-def combined_score(model: Autoencoder, pipelines: ImagePipelines, normal_codes: NormalCodes | None,
+def combined_score(model: Autoencoder, pipelines: ImagePipelines, fitted_codes: NormalCodes | None,
                    settings: Config, test_scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``combined``, the sum of evaluation.anomaly_combined's scores standardized over the normal training
     images (:mod:`vae_train.evaluation.combined_score`); none when one of them is missing (non-finite codes)."""
@@ -181,8 +181,8 @@ def combined_score(model: Autoencoder, pipelines: ImagePipelines, normal_codes: 
     normal = {}
     if "reconstruction" in parts:
         normal["reconstruction"] = reconstruction_errors(model, pipelines.in_order("train", pipelines.test_batch_size))
-    if normal_codes is not None:
-        normal.update(normal_codes.own_scores(parts))
+    if fitted_codes is not None:
+        normal.update(fitted_codes.own_scores(parts))
     return {COMBINED: standardized_sum(normal, test_scores, parts)}
 
 
