@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The end-of-run figures' module, with scikit-learn and SciPy (about 1.5 s of imports): a thread imports it
-# while the model trains, off the path to the first step (see runtime.start).
+# while the model trains, off the path to the first step (see runtime.start). Started once the first
+# compiled call has returned: beside its tracing, both Python-bound, it slowed the tracing by as long.
 ANALYSES_MODULE = "vae_train.run.analyses"
 
 
@@ -108,7 +109,8 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
         "precision": run.parts.precision.policy,
     }
     fit_started = seconds_since_job_start()
-    threading.Thread(target=_import_quietly, args=(ANALYSES_MODULE,), name="import-analyses", daemon=True).start()
+    trainer.after_first_call.append(threading.Thread(target=_import_quietly, args=(ANALYSES_MODULE,),
+                                                     name="import-analyses", daemon=True).start)
     try:
         history = trainer.fit()
     except TrainingError as err:

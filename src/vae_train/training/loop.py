@@ -134,6 +134,8 @@ class Trainer:
         self._run_steps = run_function(self._distributed_steps)
         self._stepped = False  # whether this process has taken a training step
         self.startup_seconds: float | None = None  # job start to the end of the first step (Linux)
+        # Called once the first compiled call has returned: work that would slow its tracing goes here.
+        self.after_first_call: list[Callable[[], None]] = []
 
     @property
     def learning_rate(self) -> float:
@@ -277,6 +279,8 @@ class Trainer:
             self.startup_seconds = seconds_since_job_start()
             if self.startup_seconds is not None:
                 log.info("First training step %.1f s after the job started.", self.startup_seconds)
+            for call in self.after_first_call:
+                call()
         self.global_step.assign_add(num_steps)
         self._check_finite(sums)
         return sums, skipped
