@@ -4,6 +4,7 @@ folder, and reconstruction errors as anomaly scores."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,9 +18,11 @@ from omegaconf import OmegaConf
 
 from conftest import IMAGE_SHAPE, compose, synthetic_digits, tiny_overrides
 from vae_train.config import to_settings
-from vae_train.data.pipeline import ImagePipelines, load_dataset
+from vae_train.data.pipeline import ImagePipelines, InMemoryBatches, load_dataset
+from vae_train.evaluation import likelihood
+from vae_train.evaluation.bound_progress import BoundProgress, progress_file
 from vae_train.evaluation.codes import reconstruction_errors
-from vae_train.evaluation.likelihood import importance_weighted_nll
+from vae_train.evaluation.likelihood import importance_weighted_nll, per_image_bounds
 from vae_train.launch.eval_cli import main as vae_eval_main
 from vae_train.launch.eval_cli import run_settings
 from vae_train.run.evaluate import evaluate_run, restore_model
@@ -82,6 +85,77 @@ def test_estimate_does_not_depend_on_the_chunk_size(vae, test_batches):
     whole = importance_weighted_nll(vae, first_batch, 16, seed=0)
     chunked = importance_weighted_nll(vae, first_batch, 16, seed=0, decodes_per_chunk=96)  # 3 samples of 32 images
     assert chunked == pytest.approx(whole, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def test_in_memory(tiny_data_dir) -> InMemoryBatches:
+    """The same 64 test images held in memory, as the end-of-run figures bound them, in four batches."""
+    settings = to_settings(compose(tiny_overrides(tiny_data_dir)))
+    return InMemoryBatches(ImagePipelines(load_dataset(settings.data), settings.data, seed=0).test_batches().pixels, 16)
+
+
+# Four samples of a batch of 16: a batch per part, four parts.
+PART = {"num_samples": 4, "decodes_per_part": 4 * 16}
+
+
+def test_a_bound_in_parts_gives_the_figures_of_one_call(vae, test_in_memory, tmp_path):
+    neg_elbo, nll_iw = per_image_bounds(vae, test_in_memory, 4, seed=0)
+    parted = per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **PART)
+    np.testing.assert_allclose(parted[0], neg_elbo, rtol=1e-6)
+    np.testing.assert_allclose(parted[1], nll_iw, rtol=1e-6)
+    assert list(tmp_path.iterdir()) == []  # the progress file goes once the bound is done
+
+
+class StopAfterFirstPart(Exception):
+    pass
+
+
+def stop_after_the_first_save(monkeypatch):
+    original = BoundProgress.add
+
+    def add_then_stop(self, *arguments):
+        original(self, *arguments)
+        raise StopAfterFirstPart
+
+    monkeypatch.setattr(BoundProgress, "add", add_then_stop)
+
+
+def test_a_stopped_bound_resumes_from_its_last_part(vae, test_in_memory, tmp_path, monkeypatch, caplog):
+    expected = per_image_bounds(vae, test_in_memory, 4, seed=0)
+    with monkeypatch.context() as patch:
+        stop_after_the_first_save(patch)
+        with pytest.raises(StopAfterFirstPart):
+            per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **PART)
+    assert progress_file(tmp_path, 4).is_file()
+    bounded = []  # the images each call of the compiled bound gets
+    compiled = likelihood._summaries_over_slices
+    monkeypatch.setattr(likelihood, "_summaries_over_slices",
+                        lambda model, pixels, *rest: bounded.append(len(pixels)) or compiled(model, pixels, *rest))
+    with caplog.at_level(logging.INFO, logger="vae_train.evaluation.bound_progress"):
+        resumed = per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **PART)
+    assert "16 images done" in caplog.text
+    assert bounded == [16, 16, 16]  # the batches after the first
+    np.testing.assert_allclose(resumed[1], expected[1], rtol=1e-6)
+    np.testing.assert_allclose(resumed[0], expected[0], rtol=1e-6)
+    assert not progress_file(tmp_path, 4).exists()
+
+
+def test_another_bounds_or_an_unreadable_progress_file_is_not_used(vae, test_in_memory, tmp_path, monkeypatch,
+                                                                   caplog):
+    expected = per_image_bounds(vae, test_in_memory, 4, seed=0)
+    with monkeypatch.context() as patch:  # seed 1's first part, in the file seed 0's bound reads
+        stop_after_the_first_save(patch)
+        with pytest.raises(StopAfterFirstPart):
+            per_image_bounds(vae, test_in_memory, seed=1, progress_folder=tmp_path, **PART)
+    with caplog.at_level(logging.INFO, logger="vae_train.evaluation.bound_progress"):
+        np.testing.assert_allclose(per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **PART)[1],
+                                   expected[1], rtol=1e-6)
+    assert "the progress of another bound" in caplog.text
+    progress_file(tmp_path, 4).write_bytes(b"PK\x03\x04 cut short")
+    with caplog.at_level(logging.WARNING, logger="vae_train.evaluation.bound_progress"):
+        np.testing.assert_allclose(per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **PART)[1],
+                                   expected[1], rtol=1e-6)
+    assert "does not read" in caplog.text
 
 
 def test_results_report_the_likelihood_bound(finished_run):

@@ -8,6 +8,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -53,8 +54,10 @@ def anomaly_scores(model: Autoencoder, pipelines: ImagePipelines, settings: Conf
 
 
 def scores_and_maps(model: Autoencoder, pipelines: ImagePipelines, settings: Config, split: str = "test",
-                    map_names: list[str] = ()) -> tuple[dict[str, np.ndarray], Inspection | None]:
-    """:func:`anomaly_scores`, and the maps of the images."""
+                    map_names: list[str] = (), progress_folder: Path | None = None
+                    ) -> tuple[dict[str, np.ndarray], Inspection | None]:
+    """:func:`anomaly_scores`, and the maps of the images. ``progress_folder``: where a long bound of the test
+    images saves its parts (:func:`per_image_bounds`)."""
     num_samples, seed, evaluation = settings.evaluation.iw_samples, settings.seed, settings.evaluation
     batches = pipelines.test() if split == "test" else pipelines.in_order(split, pipelines.test_batch_size)
     started = time.perf_counter()
@@ -63,7 +66,8 @@ def scores_and_maps(model: Autoencoder, pipelines: ImagePipelines, settings: Con
     if has_likelihood_bound(model, num_samples):
         started = time.perf_counter()
         in_memory = pipelines.test_batches() if split == "test" else batches
-        scores["neg_elbo"], scores["nll_iw"] = per_image_bounds(model, in_memory, num_samples, seed)
+        scores["neg_elbo"], scores["nll_iw"] = per_image_bounds(
+            model, in_memory, num_samples, seed, progress_folder=progress_folder if split == "test" else None)
         timing.append(f"neg_elbo and nll_iw (K = {num_samples}) {time.perf_counter() - started:.1f} s")
     inspection = None
     if map_names:
@@ -246,10 +250,11 @@ def inspection_figures(model: Autoencoder, dataset: ImageDataset, inspection: In
 
 
 def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines, settings: Config,
-            one_class: bool = True) -> Analysis:
+            one_class: bool = True, progress_folder: Path | None = None) -> Analysis:
     """The end-of-run figures of ``model`` on the run's test set; with ``one_class``, its anomalous images
     (outside the source's normal classes, or data.train_classes) scored as anomalies; without, every
-    anomaly score of the test set is kept in ``test_scores`` for the caller's other dataset."""
+    anomaly score of the test set is kept in ``test_scores`` for the caller's other dataset.
+    ``progress_folder``: where a long likelihood bound saves its parts, to resume after a stop."""
     analysis = Analysis()
     encoded = EncodedSplits(model, dataset, pipelines, settings)
     num_samples, seed = settings.evaluation.iw_samples, settings.seed
@@ -257,7 +262,7 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
     if is_anomaly is not None and is_anomaly.any() and not is_anomaly.all():
         started = time.perf_counter()
         maps = map_names(settings, dataset)
-        scores, inspection = scores_and_maps(model, pipelines, settings, "test", maps)
+        scores, inspection = scores_and_maps(model, pipelines, settings, "test", maps, progress_folder)
         # The latent scores and their combination get the detection figures only: the thresholds' validation
         # images and vae-eval --anomalies' other data set are scored by anomaly_scores, without the run's
         # training codes.
@@ -275,12 +280,13 @@ def analyse(model: Autoencoder, dataset: ImageDataset, pipelines: ImagePipelines
             inspection_figures(model, dataset, inspection, analysis)
         analysis.figures["anomaly_seconds"] = time.perf_counter() - started
     elif not one_class:
-        scores = anomaly_scores(model, pipelines, settings)
+        scores = scores_and_maps(model, pipelines, settings, progress_folder=progress_folder)[0]
     else:
         if is_anomaly is not None:
             log.info("No anomaly figures: the evaluated images are all of the training classes %s.",
                      settings.data.train_classes)
-        scores = ({"nll_iw": per_image_bounds(model, pipelines.test_batches(), num_samples, seed)[1]}
+        scores = ({"nll_iw": per_image_bounds(model, pipelines.test_batches(), num_samples, seed,
+                                              progress_folder=progress_folder)[1]}
                   if has_likelihood_bound(model, num_samples) else {})
     analysis.test_scores = scores
     if "nll_iw" in scores:  # the same samples as the anomaly scores'

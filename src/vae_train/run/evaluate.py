@@ -157,7 +157,7 @@ def evaluate_run(settings: Config, run_dir: Path, encode_splits: list[str] | tup
     figures = Evaluator(model, devices.strategy, seed=settings.seed, metrics=settings.evaluation.metrics,
                         corrupt=corrupt, image_quality=settings.data.binarize is Binarize.none
                         ).evaluate(pipelines.test_batches())
-    analysis = analyse(model, dataset, pipelines, settings, one_class=anomalies is None)
+    analysis = analyse(model, dataset, pipelines, settings, one_class=anomalies is None, progress_folder=output)
     if anomalies is not None:
         out_of_distribution(model, settings, dataset, anomalies, analysis)
     results = {

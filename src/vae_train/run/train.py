@@ -141,7 +141,7 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
         with stopwatch.timed("end_of_run_figures"):
             from vae_train.run.analyses import analyse  # waits for the thread's import if it is not done
 
-            analysis = analyse(model, run.parts.dataset, pipelines, settings)
+            analysis = analyse(model, run.parts.dataset, pipelines, settings, progress_folder=run_dir)
             results.update(analysis.figures)
             write_analysis(writers, trainer.step, analysis)
         with writing("the exported models", run_dir / EXPORT_DIR), stopwatch.timed("export"):
