@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 
 from bench import machine
+from bench.loops import RECIPE_C
 from bench.machine import log
 
 
@@ -25,7 +26,7 @@ def headline(bench) -> dict:
     steps = 30 if bench.quick else 100
     rounds = 3 if bench.quick else 9
     log(f"reference vs ours: {rounds} rounds of {steps} steps at batch 64")
-    ours = bench.loop(bench.recipe_c())
+    ours = bench.loop(list(RECIPE_C))
     ours.warm_up()
     batch = ours.batch_size
     images = as_float_images(bench.dataset(ours.settings).train.images)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.loops import RECIPE_C
 from bench.machine import log
 
 
@@ -35,7 +36,7 @@ def levers(bench) -> dict:
     log(f"levers: {len(variants) - 1} variants x {rounds} rounds")
     contenders, loops = [], []
     for variant in variants:
-        loop = bench.loop([*bench.recipe_c(), *variant.overrides])
+        loop = bench.loop([*RECIPE_C, *variant.overrides])
         if variant.patch:
             variant.patch(loop)
         loop.warm_up(1 if variant.slow else 10)
@@ -60,7 +61,7 @@ def lever_variants(bench) -> list[Variant]:
     """Each differs from the defaults in one lever."""
     from vae_train.runtime.precision import POLICIES
 
-    settings = bench.settings(bench.recipe_c())
+    settings = bench.settings(list(RECIPE_C))
     t = settings.trainer
     variants = [Variant("steps per tf.function call", f"trainer.steps_per_execution={spe}",
                         [f"trainer.steps_per_execution={spe}"]) for spe in (1, 10) if spe != t.steps_per_execution]

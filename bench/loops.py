@@ -13,6 +13,9 @@ import numpy as np
 
 from vae_train.config import Config, to_settings
 
+# The loop the headline, levers, threads, same_results and profile sections time: recipe C, batch 64.
+RECIPE_C = ("experiment=keras_vae_fashion",)
+
 
 def settings_for(data_root: Path, dataset: str, overrides: list[str]) -> Config:
     from vae_train.launch.train_cli import compose  # registers the schemas; imports no TensorFlow

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.loops import RECIPE_C
 from bench.machine import log
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench.runs import ROOT
 
 # Op kinds of the CPU kernels (oneDNN "_Mkl" ops and Eigen ones), grouped by what they compute.
 # A transposed convolution's forward pass is a "backprop-input" kernel and its input gradient a
@@ -101,7 +101,7 @@ def summarize(xplane: Path, steps: int) -> dict:
 def profile(bench) -> dict:
     """See the module's docstring; ``bench`` is the running :class:`bench.run.Bench`."""
     steps = 20 if bench.quick else 60
-    loop = bench.loop(bench.recipe_c())
+    loop = bench.loop(list(RECIPE_C))
     loop.warm_up()
     loop.steps(steps)
     logdir = bench.args.profile_dir / time.strftime("%Y%m%d-%H%M%S")

@@ -113,9 +113,6 @@ class Bench:
         self._kept.append(thing)
         return thing
 
-    def recipe_c(self) -> list[str]:
-        return ["experiment=keras_vae_fashion"]
-
     def loop_contender(self, name: str, loop, images: int):
         from bench.timing import Contender, timed
 

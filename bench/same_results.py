@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 
+from bench.loops import RECIPE_C
 from bench.machine import log
 
 
@@ -27,14 +28,14 @@ def same_results(bench) -> dict:
     last = min(100, steps // 2)
     seeds = (0, 1, 2)
     configurations = [(seed, []) for seed in seeds]
-    default_policy = bench.settings(bench.recipe_c())
+    default_policy = bench.settings(list(RECIPE_C))
     if bench.levers_precision(default_policy) != "float32":
         configurations.append((0, ["trainer.precision=float32"]))  # the precision lever itself
     log(f"same results: {steps} steps, the reference and {len(configurations)} runs of ours")
     runs = []
     batches = initial = None
     for noise_seed, overrides in configurations:
-        ours = bench.loop([*bench.recipe_c(), *overrides])
+        ours = bench.loop([*RECIPE_C, *overrides])
         if initial is None:
             initial = (ours.model.encoder.get_weights(), ours.model.decoder.get_weights())
             take = ours.parts.pipelines.train(0).take(steps)

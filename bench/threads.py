@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.loops import RECIPE_C
 from bench.machine import log
 
 RUN_SCRIPT = Path(__file__).with_name("run.py")
@@ -52,7 +53,7 @@ def thread_worker(bench, intra: int, inter: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     from bench.timing import run_rounds
 
-    loop = bench.loop(bench.recipe_c())
+    loop = bench.loop(list(RECIPE_C))
     loop.warm_up()
     contender = bench.loop_contender("ours", loop, 1_600 if bench.quick else 4_800)
     run_rounds([contender], 2 if bench.quick else 5)
