@@ -21,6 +21,7 @@ from vae_train.config import MVTecDataConfig, Resize, to_settings
 from vae_train.data.arrays import RowSubset
 from vae_train.data.sources import ReadContext, read_source
 from vae_train.data.sources import mvtec as _registers_the_reader  # noqa: F401
+from vae_train.data.sources.folder.split import SPLIT_FILE
 from vae_train.errors import ConfigError, DataError
 
 BACKGROUND, DEFECT = 60, 200  # the test images' levels: a flat background with a bright defect block
@@ -116,6 +117,38 @@ def test_trains_on_train_good_less_a_seeded_validation_share(tiny, cache_dir):
     held_out = {tuple(sorted(read(config(tiny, cache_dir, validation_fraction=0.2), seed=seed).validation.paths))
                 for seed in range(6)}
     assert len(held_out) > 1  # the seed chooses them
+
+
+def test_a_run_holds_out_its_recorded_validation_images_after_train_good_changes(tiny, cache_dir, tmp_path, caplog):
+    settings, run_dir = config(tiny, cache_dir, validation_fraction=0.2), tmp_path / "run"
+    drawn = read_source(settings, ReadContext(seed=5, run_dir=run_dir))
+    run_dir.mkdir()
+    (run_dir / SPLIT_FILE).write_text(drawn.run_files[SPLIT_FILE])  # as the run writes it once it starts
+    with open(run_dir / SPLIT_FILE, newline="") as handle:
+        recorded = {row["path"]: row["split"] for row in csv.DictReader(handle)}
+    assert {f"train/good/{path}" for path, side in recorded.items() if side == "validation"} == \
+        set(drawn.validation.paths)
+    again = read_source(settings, ReadContext(seed=5, run_dir=run_dir))  # a resumed run, vae-eval
+    assert list(again.train.paths) == list(drawn.train.paths)  # the draw's images in the draw's order
+    assert list(again.validation.paths) == list(drawn.validation.paths) and again.run_files == {}
+
+    save(tiny / "train" / "good" / "new.png", np.full((SIDE, SIDE), 250, dtype=np.uint8))
+    with caplog.at_level(logging.WARNING):
+        kept = read_source(settings, ReadContext(seed=5, run_dir=run_dir))
+    assert sorted(kept.validation.paths) == sorted(drawn.validation.paths)
+    assert sorted(kept.train.paths) == sorted(drawn.train.paths)  # the new image is not used
+    assert "gained 1 and lost 0" in caplog.text
+    # Without the record, the grown folder holds out another share: ceil(0.2 * 11) = 3 images.
+    assert len(read(settings, seed=5).validation.paths) == 3
+
+
+def test_a_damaged_record_of_the_hold_out_is_named(tiny, cache_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / SPLIT_FILE).write_text("path,label,split\n000.png,good,test\n")
+    with pytest.raises(DataError, match=r"split\.csv cannot be read .*other than train or validation.* its "
+                                        r"validation images may then include images it trained on"):
+        read_source(config(tiny, cache_dir), ReadContext(seed=0, run_dir=run_dir))
 
 
 def test_tests_on_every_test_image_classed_by_folder(tiny, cache_dir):

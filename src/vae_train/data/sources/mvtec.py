@@ -7,8 +7,10 @@ out as it is::
     <data.root>/ground_truth/<defect>/<name>_mask.png   the mask of test/<defect>/<name>.png (optional)
 
 The training images, less a seeded share ``data.validation_fraction`` held out as normal validation
-images (where an anomaly threshold is chosen), are train/good's. Every test image is tested; its class
-is its folder, "good" first (label 0, the one normal class) and then the defects by name.
+images (where an anomaly threshold is chosen), are train/good's. A training run records which are which
+in its run folder (``split.csv``, as a folder's split), and whoever reads the run later (a resumed run,
+vae-eval) holds out the recorded images, even after train/good gained or lost some. Every test image is
+tested; its class is its folder, "good" first (label 0, the one normal class) and then the defects by name.
 
 The images are the folder reader's: scanned, decoded once into memory-mapped caches (one for train/good,
 one for test, at the training images' size and colour, as data.test_root is) and selected as rows of
@@ -43,6 +45,7 @@ from vae_train.data.sources.folder.cache import (
 )
 from vae_train.data.sources.folder.decode import DecodeSettings, fit, read_header, to_eight_bit
 from vae_train.data.sources.folder.scan import UNLABELLED_CLASS, FolderScan, ImageFile, find_images, images_phrase
+from vae_train.data.sources.folder.split import SPLIT_FILE, TRAIN, VALIDATION, recorded_sides, split_record
 from vae_train.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -87,14 +90,15 @@ def read_mvtec(config, context: ReadContext) -> SourceImages:
     mask_files = match_masks(root, test_scan)  # before any decoding: a misnamed mask stops the run at once
     train_decoded = decoded_images(train_scan, decode_request(config), options, config.cache_dir)
     test_decoded = decoded_images(test_scan, train_decoded.settings.request(), options, config.cache_dir)
-    train, validation = hold_out_validation(train_scan, train_decoded, config.validation_fraction, context.seed)
+    train, validation, record = hold_out_validation(train_scan, train_decoded, config.validation_fraction, context)
     masks = decode_masks(test_scan, test_decoded, mask_files, options)
     test = split_of_test_images(test_scan, test_decoded, masks, context.seed)
     log.info("%s: %d training, %d validation and %d test images (%d kinds of defect, %d masks) of %dx%dx%d.", root,
              len(train.labels), len(validation.labels), len(test.labels), len(test_scan.class_names) - 1,
              len(masks.table) - 1, *train_decoded.images.shape[1:])
     return SourceImages(train, test, test_scan.class_names, labelled=True, validation=validation,
-                        normal_labels=(test_scan.class_names.index(NORMAL_CLASS),))
+                        normal_labels=(test_scan.class_names.index(NORMAL_CLASS),),
+                        run_files={} if record is None else {SPLIT_FILE: record})
 
 
 def category_root(root: str) -> Path:
@@ -161,9 +165,19 @@ def match_masks(root: Path, test_scan: FolderScan) -> MaskFiles:
     return MaskFiles(scan, of_image)
 
 
-def hold_out_validation(scan: FolderScan, decoded: DecodedFolder, fraction: float, seed: int) -> tuple[Split, Split]:
-    """train/good's readable images, less a seeded share ``fraction`` of them: (training, validation)."""
+def hold_out_validation(scan: FolderScan, decoded: DecodedFolder, fraction: float,
+                        context: ReadContext) -> tuple[Split, Split, str | None]:
+    """train/good's readable images, less a seeded share ``fraction`` of them: (training, validation), and
+    split.csv's text for a hold-out drawn now; the run's recorded hold-out when it has one (text None)."""
     rows = decoded.readable_rows(scan)
+    # Both in the seeded order of all the readable rows, so the recorded hold-out of an unchanged folder
+    # gives the very images, in the very order, of the draw.
+    order = mixed(rows, context.seed)
+    record = context.run_dir / SPLIT_FILE if context.run_dir is not None else None
+    if record is not None and record.is_file():
+        train_rows, validation_rows = recorded_sides(record, scan, rows, VALIDATION)
+        return (part_split(scan, decoded, order[np.isin(order, train_rows)], TRAIN_FOLDER),
+                part_split(scan, decoded, order[np.isin(order, validation_rows)], TRAIN_FOLDER), None)
     held_out = math.ceil(fraction * len(rows))  # at least one, as train_test_split rounds a test share
     if held_out >= len(rows):
         # Rounded down to 3 decimals, so that the fraction the message offers works.
@@ -173,9 +187,9 @@ def hold_out_validation(scan: FolderScan, decoded: DecodedFolder, fraction: floa
         raise DataError(f"data.validation_fraction={fraction} of the {images_phrase(len(rows))} readable images of "
                         f"{scan.root} (data.root's {TRAIN_FOLDER}) holds out {held_out} as validation images and "
                         f"leaves none to train on: {advice}.")
-    shuffled = mixed(rows, seed)  # seeded, so a resumed run or vae-eval holds out the same images
-    return part_split(scan, decoded, shuffled[held_out:], TRAIN_FOLDER), \
-        part_split(scan, decoded, shuffled[:held_out], TRAIN_FOLDER)
+    text = split_record(scan, {TRAIN: order[held_out:], VALIDATION: order[:held_out]})
+    return (part_split(scan, decoded, order[held_out:], TRAIN_FOLDER),
+            part_split(scan, decoded, order[:held_out], TRAIN_FOLDER), text)
 
 
 def part_split(scan: FolderScan, decoded: DecodedFolder, rows: np.ndarray, folder: str) -> Split:

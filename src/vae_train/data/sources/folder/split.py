@@ -5,6 +5,7 @@ class keeps its share of the test set; scikit-learn's ``train_test_split``). A t
 the split in its run folder as ``split.csv``, one row per image; whoever reads the run later (a
 resumed run, vae-eval) takes the split from there rather than drawing it again, because a folder that
 gained or lost images would draw another split, and a test image could then have been trained on.
+``data=mvtec`` records its validation images the same way, their side being ``validation``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SPLIT_FILE = "split.csv"
 SPLIT_COLUMNS = ("path", "label", "split")
-TRAIN, TEST = "train", "test"
+TRAIN, TEST, VALIDATION = "train", "test", "validation"
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def split_rows(scan: FolderScan, rows: np.ndarray, test_fraction: float, context
     if record is not None and record.is_file():
         return recorded_split(record, scan, rows)
     split = seeded_split(scan, rows, test_fraction, context.seed)
-    return RowSplit(split.train, split.test, split_record(scan, split))
+    return RowSplit(split.train, split.test, split_record(scan, {TRAIN: split.train, TEST: split.test}))
 
 
 def seeded_split(scan: FolderScan, rows: np.ndarray, test_fraction: float, seed: int) -> RowSplit:
@@ -97,10 +98,10 @@ def fraction_advice(needed: int, count: int) -> str:
             "folder, data.test_root.")
 
 
-def split_record(scan: FolderScan, split: RowSplit) -> str:
+def split_record(scan: FolderScan, rows_of_side: dict[str, np.ndarray]) -> str:
     """split.csv's text: each image's path relative to the folder, its class and its side."""
     labels = scan.labels
-    sides = sorted([(row, TRAIN) for row in split.train.tolist()] + [(row, TEST) for row in split.test.tolist()])
+    sides = sorted((row, side) for side, rows in rows_of_side.items() for row in rows.tolist())
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(SPLIT_COLUMNS)
@@ -110,44 +111,49 @@ def split_record(scan: FolderScan, split: RowSplit) -> str:
     return text.getvalue()
 
 
-def read_split_record(path: Path) -> dict[str, str]:
-    """Each recorded image's side (train or test), by its path relative to the folder."""
+def read_split_record(path: Path, held_out: str = TEST) -> dict[str, str]:
+    """Each recorded image's side (train or ``held_out``), by its path relative to the folder."""
     try:
         with open(path, newline="") as handle:
             records = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise damaged_record(path, f"{type(error).__name__}: {error}") from error
+        raise damaged_record(path, f"{type(error).__name__}: {error}", held_out) from error
     sides = {}
     for number, record in enumerate(records, start=2):
-        if record.get("path") is None or record.get("split") not in (TRAIN, TEST):
-            raise damaged_record(path, f"line {number} has no path or a split other than {TRAIN} or {TEST}")
+        if record.get("path") is None or record.get("split") not in (TRAIN, held_out):
+            raise damaged_record(path, f"line {number} has no path or a split other than {TRAIN} or {held_out}",
+                                 held_out)
         sides[record["path"]] = record["split"]
     return sides
 
 
-def damaged_record(path: Path, reason: str) -> DataError:
+def damaged_record(path: Path, reason: str, held_out: str) -> DataError:
     return DataError(f"The run's recorded split {path} cannot be read ({reason}); it should have the columns "
                      f"{', '.join(SPLIT_COLUMNS)}. Restore it from a copy of the run; deleting it makes the run "
-                     "draw the split again, so its test images may then include images it trained on.")
+                     f"draw the split again, so its {held_out} images may then include images it trained on.")
 
 
 def recorded_split(path: Path, scan: FolderScan, rows: np.ndarray) -> RowSplit:
-    """The split in ``path``, for the files that still exist and decode. Images added since are left out
-    of both sides, so that no test image is one the run may already have trained on."""
-    sides = read_split_record(path)
+    """The split in ``path``, for the files that still exist and decode (see :func:`recorded_sides`)."""
+    return RowSplit(*recorded_sides(path, scan, rows, TEST))
+
+
+def recorded_sides(path: Path, scan: FolderScan, rows: np.ndarray, held_out: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows ``path`` records as training images and as ``held_out`` ones (test or validation), sorted,
+    among ``rows``: the files that still exist and decode. Images added since are left out of both
+    sides, so that no held-out image is one the run may already have trained on."""
+    sides = read_split_record(path, held_out)
     row_of = {scan.files[row].path: row for row in rows.tolist()}
-    train = np.array(sorted(row_of[name] for name, side in sides.items() if side == TRAIN and name in row_of),
-                     dtype=np.int64)
-    test = np.array(sorted(row_of[name] for name, side in sides.items() if side == TEST and name in row_of),
-                    dtype=np.int64)
+    train, kept = (np.array(sorted(row_of[name] for name, recorded in sides.items() if recorded == side
+                                   and name in row_of), dtype=np.int64) for side in (TRAIN, held_out))
     lost = sum(name not in row_of for name in sides)
     gained = sum(name not in sides for name in row_of)
     if lost or gained:
         log.warning("%s (%s) gained %d and lost %d images since the split %s was recorded; the recorded split is "
                     "kept: the lost images are dropped and the new ones are not used.",
                     scan.root, scan.key, gained, lost, path)
-    if len(train) == 0 or len(test) == 0:
-        raise DataError(f"Of the images the recorded split {path} names, no {TRAIN if len(train) == 0 else TEST} "
+    if len(train) == 0 or len(kept) == 0:
+        raise DataError(f"Of the images the recorded split {path} names, no {TRAIN if len(train) == 0 else held_out} "
                         f"image is left in {scan.root} ({scan.key}): the folder lost them since. Restore the "
                         "images, or start a new run (in another run folder) to draw a new split.")
-    return RowSplit(train, test)
+    return train, kept
