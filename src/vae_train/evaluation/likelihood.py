@@ -108,11 +108,13 @@ def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.d
         if done < images:
             seconds = time.perf_counter() - started
             log.info("The bound (K = %d): %d of %d test images done; about %s left. Saved in %s.", num_samples, done,
-                     images, _minutes(seconds / (done - resumed_at) * (images - done)), shown_path(progress.path))
+                     images, _remaining(seconds / (done - resumed_at) * (images - done)), shown_path(progress.path))
     return progress.finished()
 
 
-def _minutes(seconds: float) -> str:
+def _remaining(seconds: float) -> str:
+    if seconds < 60:
+        return f"{round(seconds)} s"
     hours, minutes = divmod(round(seconds / 60), 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
 
