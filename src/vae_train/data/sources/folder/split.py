@@ -144,8 +144,12 @@ def recorded_sides(path: Path, scan: FolderScan, rows: np.ndarray, held_out: str
     sides, so that no held-out image is one the run may already have trained on."""
     sides = read_split_record(path, held_out)
     row_of = {scan.files[row].path: row for row in rows.tolist()}
-    train, kept = (np.array(sorted(row_of[name] for name, recorded in sides.items() if recorded == side
-                                   and name in row_of), dtype=np.int64) for side in (TRAIN, held_out))
+
+    def rows_recorded_as(side: str) -> np.ndarray:
+        return np.array(sorted(row_of[name] for name, recorded in sides.items() if recorded == side and name in row_of),
+                        dtype=np.int64)
+
+    train, kept = rows_recorded_as(TRAIN), rows_recorded_as(held_out)
     lost = sum(name not in row_of for name in sides)
     gained = sum(name not in sides for name in row_of)
     if lost or gained:
