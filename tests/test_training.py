@@ -126,10 +126,12 @@ def test_the_wall_time_account_counts_work_outside_any_timed_phase(tiny_data_dir
     between = ("test_figures", "checkpoints", "epoch_pictures")
     assert set(startup + between + ("first_call_of_the_steps", "end_of_run_figures", "export")) <= set(parts)
     assert all(seconds >= 0 for seconds in parts.values())
-    assert sum(parts[name] for name in startup) <= results["wall_startup_seconds"]
-    assert sum(parts[name] for name in between) <= results["wall_between_epochs_seconds"] - 2 * 0.5
-    assert parts["first_call_of_the_steps"] <= results["wall_training_steps_seconds"]
-    assert parts["end_of_run_figures"] + parts["export"] <= results["wall_end_of_run_seconds"]
+    # Every figure is rounded to the millisecond, so a sum of parts may exceed its whole by their roundings.
+    rounding = 0.0005 * 6
+    assert sum(parts[name] for name in startup) <= results["wall_startup_seconds"] + rounding
+    assert sum(parts[name] for name in between) <= results["wall_between_epochs_seconds"] - 2 * 0.5 + rounding
+    assert parts["first_call_of_the_steps"] <= results["wall_training_steps_seconds"] + rounding
+    assert parts["end_of_run_figures"] + parts["export"] <= results["wall_end_of_run_seconds"] + rounding
 
 
 def test_no_pipeline_runs_tf_data_autotuning(tiny_data_dir):
