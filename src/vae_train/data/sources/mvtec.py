@@ -45,7 +45,14 @@ from vae_train.data.sources.folder.cache import (
 )
 from vae_train.data.sources.folder.decode import DecodeSettings, fit, read_header, to_eight_bit
 from vae_train.data.sources.folder.scan import UNLABELLED_CLASS, FolderScan, ImageFile, find_images, images_phrase
-from vae_train.data.sources.folder.split import SPLIT_FILE, TRAIN, VALIDATION, recorded_sides, split_record
+from vae_train.data.sources.folder.split import (
+    SPLIT_FILE,
+    TRAIN,
+    VALIDATION,
+    recorded_sides,
+    recorded_split_file,
+    split_record,
+)
 from vae_train.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -173,8 +180,8 @@ def hold_out_validation(scan: FolderScan, decoded: DecodedFolder, fraction: floa
     # Both in the seeded order of all the readable rows, so the recorded hold-out of an unchanged folder
     # gives the very images, in the very order, of the draw.
     order = mixed(rows, context.seed)
-    record = context.run_dir / SPLIT_FILE if context.run_dir is not None else None
-    if record is not None and record.is_file():
+    record = recorded_split_file(context)
+    if record is not None:
         train_rows, validation_rows = recorded_sides(record, scan, rows, VALIDATION)
         return (part_split(scan, decoded, order[np.isin(order, train_rows)], TRAIN_FOLDER),
                 part_split(scan, decoded, order[np.isin(order, validation_rows)], TRAIN_FOLDER), None)

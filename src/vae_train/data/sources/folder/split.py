@@ -43,11 +43,19 @@ class RowSplit:
 def split_rows(scan: FolderScan, rows: np.ndarray, test_fraction: float, context: ReadContext) -> RowSplit:
     """The split of ``rows`` (the files that decoded): the run's recorded one when it has one, else a
     seeded draw with the text of its record, which the run writes once it is sure to start."""
-    record = context.run_dir / SPLIT_FILE if context.run_dir is not None else None
-    if record is not None and record.is_file():
+    record = recorded_split_file(context)
+    if record is not None:
         return recorded_split(record, scan, rows)
     split = seeded_split(scan, rows, test_fraction, context.seed)
     return RowSplit(split.train, split.test, split_record(scan, {TRAIN: split.train, TEST: split.test}))
+
+
+def recorded_split_file(context: ReadContext) -> Path | None:
+    """The run's split.csv when the run has a folder and the file is there: a resumed run's split."""
+    if context.run_dir is None:
+        return None
+    record = context.run_dir / SPLIT_FILE
+    return record if record.is_file() else None
 
 
 def seeded_split(scan: FolderScan, rows: np.ndarray, test_fraction: float, seed: int) -> RowSplit:
