@@ -85,6 +85,9 @@ def test_estimate_does_not_depend_on_the_chunk_size(vae, test_batches):
     whole = importance_weighted_nll(vae, first_batch, 16, seed=0)
     chunked = importance_weighted_nll(vae, first_batch, 16, seed=0, decodes_per_chunk=96)  # 3 samples of 32 images
     assert chunked == pytest.approx(whole, rel=1e-6)
+    for decodes in (8, 20):  # one sample of a slice of the 32 images: 4 slices of 8; 20 then 12
+        assert importance_weighted_nll(vae, first_batch, 16, seed=0, decodes_per_chunk=decodes) == pytest.approx(
+            whole, rel=1e-6)
 
 
 @pytest.fixture(scope="module")
