@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from bench.colour import table as colour_table
+from bench.iw_bound import table as iw_bound_table
 from bench.markdown import met, table
 from bench.startup import table as startup_table
 
@@ -153,7 +154,8 @@ def render(results: dict) -> str:
                      f"(whole benchmark: {_f(results['peak_rss_mb'].get('end'))} MB)"])
     if rows:
         lines += ["### Other figures", ""] + table(["", ""], rows)
-    lines += _evaluation(results.get("evaluation")) + colour_table(results.get("colour"))
+    lines += _evaluation(results.get("evaluation")) + iw_bound_table(results.get("iw_bound"))
+    lines += colour_table(results.get("colour"))
     lines += startup_table(results.get("startup"))
     lines += _whole_runs(results.get("whole_runs"))
     return "\n".join(lines).rstrip() + "\n"
