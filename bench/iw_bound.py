@@ -1,7 +1,7 @@
 """``make bench``'s iw_bound section: the IWAE bound's decoder passes, by their size.
 
 The bound decodes every test image K times (K = 5000 for a final figure: hours of a 2-core machine for
-the conv VAE), in passes of at most ``IW_DECODES_PER_CALL`` images. On the conv VAE of the literature
+the conv VAE), in passes of at most ``decodes_per_pass()`` images. On the conv VAE of the literature
 setting (MNIST, dynamic binarization, latent_dim 32, the weights as built), in interleaved rounds, the
 bound's decodes a second with passes of each size against passes of 2048 (the size before); and the
 bound itself, which must not depend on the passes.
@@ -12,21 +12,21 @@ from __future__ import annotations
 from bench.machine import log
 from bench.markdown import table as markdown_table
 
-PASS_SIZES = (2048, 512)  # compared with IW_DECODES_PER_CALL; the first is the yardstick
+PASS_SIZES = (2048, 512)  # compared with decodes_per_pass(); the first is the yardstick
 SAMPLES = 20
 
 
 def iw_bound(bench) -> dict:
     """The section's figures: each pass size's rate, its ratio to the yardstick's, and its bound."""
     from bench.timing import Contender, paired_ratio, run_rounds, timed
-    from vae_train.evaluation.likelihood import IW_DECODES_PER_CALL, per_image_bounds
+    from vae_train.evaluation.likelihood import decodes_per_pass, per_image_bounds
 
     log("iw_bound: the IWAE bound's decodes a second by decoder pass size")
     rounds = 2 if bench.quick else 5
     loop = bench.loop(["data=mnist", "data.binarize=dynamic", "latent_dim=32"])
     test = loop.parts.pipelines.test_batches()
     test = test.take(test.batch_size)  # one batch: every pass size below splits it differently
-    sizes = [*PASS_SIZES, IW_DECODES_PER_CALL]
+    sizes = [*PASS_SIZES, decodes_per_pass()]
     bounds, contenders = {}, []
     for size in sizes:
         def bound(size=size):
@@ -38,7 +38,7 @@ def iw_bound(bench) -> dict:
     yardstick = contenders[0]
     result = {"model": f"{loop.settings.model.name}, latent_dim {loop.settings.latent_dim}, precision {loop.policy}",
               "rounds": rounds, "images": int(test.pixels.shape[0]), "samples": SAMPLES,
-              "batch": test.batch_size, "default": IW_DECODES_PER_CALL,
+              "batch": test.batch_size, "default": sizes[-1],
               "passes": [{"size": size, "median": contender.median,
                           "ratio": paired_ratio(contender.rates, yardstick.rates), "bound": bounds[size]}
                          for size, contender in zip(sizes, contenders, strict=True)]}

@@ -82,12 +82,20 @@ def test_estimate_tightens_as_samples_grow_and_stays_below_minus_elbo(vae, test_
 
 def test_estimate_does_not_depend_on_the_chunk_size(vae, test_batches):
     first_batch = test_batches.take(1)
-    whole = importance_weighted_nll(vae, first_batch, 16, seed=0)
-    chunked = importance_weighted_nll(vae, first_batch, 16, seed=0, decodes_per_chunk=96)  # 3 samples of 32 images
-    assert chunked == pytest.approx(whole, rel=1e-6)
-    for decodes in (8, 20):  # one sample of a slice of the 32 images: 4 slices of 8; 20 then 12
+    whole = importance_weighted_nll(vae, first_batch, 16, seed=0, decodes_per_chunk=16 * 32)  # one pass
+    # 3 samples of the 32 images a pass; one sample of 8 of them (4 slices); of 20, then of the last 12
+    for decodes in (96, 8, 20):
         assert importance_weighted_nll(vae, first_batch, 16, seed=0, decodes_per_chunk=decodes) == pytest.approx(
             whole, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["CPU", "GPU"])
+def test_the_bound_takes_small_decoder_passes_on_a_cpu_and_large_ones_on_a_gpu(kind, monkeypatch):
+    devices = [tf.config.LogicalDevice("/device:CPU:0", "CPU"), tf.config.LogicalDevice(f"/device:{kind}:0", kind)]
+    monkeypatch.setattr(tf.config, "list_logical_devices",
+                        lambda device_type=None: [d for d in devices if device_type in (None, d.device_type)])
+    assert likelihood.decodes_per_pass() == likelihood.DECODES_PER_PASS[kind]
+    assert likelihood.DECODES_PER_PASS["GPU"] > likelihood.DECODES_PER_PASS["CPU"]
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,22 @@ from vae_train.models import Autoencoder, VariationalAutoencoder
 from vae_train.models.base import Posterior
 from vae_train.runtime.functions import run_function
 
-# Images decoded at once by the likelihood estimate, whatever the number of samples and the batch. Small
-# passes keep a decoder's activations in cache: on 2 cores the conv VAE's bound decoded 1.24x as many
-# images a second in passes of 128 as in passes of 2048 (bench's iw_bound section); memory stays bounded.
-IW_DECODES_PER_CALL = 128
+# Images the likelihood estimate decodes a pass, whatever the number of samples and the batch. On a CPU,
+# small passes keep a decoder's activations in cache: on 2 cores the conv VAE's bound decoded 1.24x as many
+# images a second in passes of 128 as in passes of 2048 (bench's iw_bound section). A GPU wants large passes
+# to keep it busy; 2048 bounds their memory (a 28x28 decoder's activations are ~50 kB per image).
+DECODES_PER_PASS = {"CPU": 128, "GPU": 2048}
 # A bound with a progress folder and more decodes than this goes in parts of whole batches of about this
 # many decodes or one batch, each saved when done. A batch of 512 MNIST images with K = 5000 is 2.6
 # million decodes, some 14 minutes of the conv VAE on 2 cores: at most that is lost to a stop.
 DECODES_PER_PART = 2**20
 
 log = logging.getLogger(__name__)
+
+
+def decodes_per_pass() -> int:
+    """The bound's decoder pass for this process's devices: a GPU's when it sees one."""
+    return DECODES_PER_PASS["GPU" if tf.config.list_logical_devices("GPU") else "CPU"]
 
 
 def _batch_summaries(model: VariationalAutoencoder, images: tf.Tensor, noise: tf.random.Generator,
@@ -81,15 +87,16 @@ def _summaries_over_slices(model, pixels: tf.Tensor, batch_size, noise, num_samp
 
 
 def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.data.Dataset, num_samples: int,
-                     seed: int = 0, decodes_per_chunk: int = IW_DECODES_PER_CALL, progress_folder: Path | None = None,
+                     seed: int = 0, decodes_per_chunk: int | None = None, progress_folder: Path | None = None,
                      decodes_per_part: int = DECODES_PER_PART) -> tuple[np.ndarray, np.ndarray]:
     """Per image of ``test`` (batches in memory, or a dataset: the same figures), in nats: the negative
     Monte Carlo ELBO and the importance-weighted estimate of -log p(x) (the IWAE bound), both from the
     same ``num_samples`` posterior samples.
 
     The bound's expectation is -ELBO for one sample and decreases towards -log p(x) as the number of
-    samples grows. The samples are decoded in chunks of about ``decodes_per_chunk`` images, so memory
-    does not grow with their number, and the figures do not depend on the chunk size. The decoder
+    samples grows. The samples are decoded in passes of about ``decodes_per_chunk`` images (by default
+    :func:`decodes_per_pass`), so memory does not grow with their number, and the figures do not depend
+    on the pass size. The decoder
     computes in the model's precision; the weights and their log-sum-exp are float32.
 
     With ``progress_folder``, batches in memory that need more than ``decodes_per_part`` decodes are
@@ -97,7 +104,7 @@ def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.d
     a stop resumes from the last part saved, with the figures of a call that was not stopped.
     """
     noise = tf.random.Generator.from_seed(seed)
-    samples, chunk = tf.constant(num_samples), tf.constant(decodes_per_chunk)
+    samples, chunk = tf.constant(num_samples), tf.constant(decodes_per_chunk or decodes_per_pass())
     if not isinstance(test, InMemoryBatches):
         means, log_means = _summaries_over_dataset(model, test, noise, samples, chunk)
         return -means.numpy(), -log_means.numpy()
@@ -133,7 +140,7 @@ def _remaining(seconds: float) -> str:
 
 
 def importance_weighted_nll(model: VariationalAutoencoder, test: InMemoryBatches | tf.data.Dataset,
-                            num_samples: int, seed: int = 0, decodes_per_chunk: int = IW_DECODES_PER_CALL) -> float:
+                            num_samples: int, seed: int = 0, decodes_per_chunk: int | None = None) -> float:
     """The IWAE bound of :func:`per_image_bounds`, averaged over ``test``: nats per image."""
     _, bounds = per_image_bounds(model, test, num_samples, seed, decodes_per_chunk)
     return float(np.mean(bounds, dtype=np.float64))
