@@ -47,8 +47,8 @@ def _batch_summaries(model: VariationalAutoencoder, images: tf.Tensor, noise: tf
     posterior = model.posterior(images)  # the encoder once per image, whatever the chunks
     images_per_slice = tf.minimum(batch, decodes_per_chunk)
     samples_per_chunk = tf.maximum(1, decodes_per_chunk // images_per_slice)
-    means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
-    log_means = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    weight_sums = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    log_sums = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
     for first in tf.range(0, batch, images_per_slice):
         last = tf.minimum(first + images_per_slice, batch)
         part = Posterior(mean=posterior.mean[first:last], log_variance=posterior.log_variance[first:last])
@@ -59,9 +59,10 @@ def _batch_summaries(model: VariationalAutoencoder, images: tf.Tensor, noise: tf
                                                    epsilon[start:start + samples_per_chunk, first:last], part)
             log_sum = tf.reduce_logsumexp(tf.stack([log_sum, tf.reduce_logsumexp(weights, axis=0)]), axis=0)
             weight_sum += tf.reduce_sum(weights, axis=0)
-        means, log_means = means.write(means.size(), weight_sum), log_means.write(log_means.size(), log_sum)
+        weight_sums = weight_sums.write(weight_sums.size(), weight_sum)
+        log_sums = log_sums.write(log_sums.size(), log_sum)
     count = tf.cast(num_samples, tf.float32)
-    return means.concat() / count, log_means.concat() - tf.math.log(count)
+    return weight_sums.concat() / count, log_sums.concat() - tf.math.log(count)
 
 
 # Module level: one trace per model serves every test set and sample count.
@@ -96,8 +97,8 @@ def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.d
     The bound's expectation is -ELBO for one sample and decreases towards -log p(x) as the number of
     samples grows. The samples are decoded in passes of about ``decodes_per_chunk`` images (by default
     :func:`decodes_per_pass`), so memory does not grow with their number, and the figures do not depend
-    on the pass size. The decoder
-    computes in the model's precision; the weights and their log-sum-exp are float32.
+    on the pass size. The decoder computes in the model's precision; the weights and their log-sum-exp
+    are float32.
 
     With ``progress_folder``, batches in memory that need more than ``decodes_per_part`` decodes are
     bounded in parts of whole batches, each saved there when done (:mod:`.bound_progress`); a call after
