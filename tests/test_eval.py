@@ -117,16 +117,18 @@ def test_a_bound_in_parts_gives_the_figures_of_one_call(vae, test_in_memory, tmp
     assert list(tmp_path.iterdir()) == []  # the progress file goes once the bound is done
 
 
-class StopAfterFirstPart(Exception):
+class StopAfterASave(Exception):
     pass
 
 
-def stop_after_the_first_save(monkeypatch):
-    original = BoundProgress.add
+def stop_after_saves(monkeypatch, saves: int = 1):
+    original, saved = BoundProgress.add, []
 
     def add_then_stop(self, *arguments):
         original(self, *arguments)
-        raise StopAfterFirstPart
+        saved.append(True)
+        if len(saved) == saves:
+            raise StopAfterASave
 
     monkeypatch.setattr(BoundProgress, "add", add_then_stop)
 
@@ -134,8 +136,8 @@ def stop_after_the_first_save(monkeypatch):
 def test_a_stopped_bound_resumes_from_its_last_part(vae, test_in_memory, tmp_path, monkeypatch, caplog):
     expected = per_image_bounds(vae, test_in_memory, 4, seed=0)
     with monkeypatch.context() as patch:
-        stop_after_the_first_save(patch)
-        with pytest.raises(StopAfterFirstPart):
+        stop_after_saves(patch)
+        with pytest.raises(StopAfterASave):
             per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **PART)
     assert progress_file(tmp_path, 4).is_file()
     bounded = []  # the images each call of the compiled bound gets
@@ -151,12 +153,47 @@ def test_a_stopped_bound_resumes_from_its_last_part(vae, test_in_memory, tmp_pat
     assert not progress_file(tmp_path, 4).exists()
 
 
+# Batches of 16 decoded 4 images a pass: one batch is more than a part of 16 decodes, so the parts are
+# slices of 4 images, four a batch, each drawn from the whole batch's noise.
+SLICED = {"num_samples": 4, "decodes_per_part": 4 * 4, "decodes_per_chunk": 4}
+
+
+@pytest.mark.parametrize("saves", [1, 4, 5])  # inside the first batch, at its end, inside the second
+def test_a_bound_stopped_inside_a_batch_resumes_from_its_last_slice(vae, test_in_memory, tmp_path, monkeypatch,
+                                                                    saves):
+    expected = per_image_bounds(vae, test_in_memory, 4, seed=0)
+    with monkeypatch.context() as patch:
+        stop_after_saves(patch, saves)
+        with pytest.raises(StopAfterASave):
+            per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **SLICED)
+    with np.load(progress_file(tmp_path, 4)) as saved:
+        assert len(saved["nll_iw"]) == 4 * saves
+    sliced = []  # the images of its batch each call of the compiled bound gets
+    compiled = likelihood._summaries_within_batch
+    monkeypatch.setattr(likelihood, "_summaries_within_batch",
+                        lambda model, pixels, begin, end, *rest: sliced.append((int(begin), int(end)))
+                        or compiled(model, pixels, begin, end, *rest))
+    resumed = per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **SLICED)
+    assert len(sliced) == 16 - saves and sliced[0] == (4 * saves % 16, 4 * saves % 16 + 4)
+    np.testing.assert_allclose(resumed[1], expected[1], rtol=1e-6)
+    np.testing.assert_allclose(resumed[0], expected[0], rtol=1e-6)
+
+
+def test_a_part_is_whole_batches_or_whole_decoder_passes_of_one():
+    images_per_part = likelihood._images_per_part
+    assert images_per_part(4, 16, 128, decodes_per_part=4 * 16 * 3) == 48  # three batches of 16
+    # K = 5000 on MNIST's batches of 512: a CPU's passes of 128 images, a GPU's whole batch
+    assert images_per_part(5000, 512, 128, likelihood.DECODES_PER_PART) == 128
+    assert images_per_part(5000, 512, 2048, likelihood.DECODES_PER_PART) == 512
+    assert images_per_part(100, 512, 128, likelihood.DECODES_PER_PART) == 20 * 512  # 1,024,000 decodes
+
+
 def test_another_bounds_or_an_unreadable_progress_file_is_not_used(vae, test_in_memory, tmp_path, monkeypatch,
                                                                    caplog):
     expected = per_image_bounds(vae, test_in_memory, 4, seed=0)
     with monkeypatch.context() as patch:  # seed 1's first part, in the file seed 0's bound reads
-        stop_after_the_first_save(patch)
-        with pytest.raises(StopAfterFirstPart):
+        stop_after_saves(patch)
+        with pytest.raises(StopAfterASave):
             per_image_bounds(vae, test_in_memory, seed=1, progress_folder=tmp_path, **PART)
     with caplog.at_level(logging.INFO, logger="vae_train.evaluation.bound_progress"):
         np.testing.assert_allclose(per_image_bounds(vae, test_in_memory, seed=0, progress_folder=tmp_path, **PART)[1],

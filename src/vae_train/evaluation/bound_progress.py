@@ -38,8 +38,9 @@ def bound_fingerprint(weights: list[np.ndarray], pixels: np.ndarray, num_samples
 
 @dataclass
 class BoundProgress:
-    """The per-image figures of the images done, in order, and the state of the noise that the next
-    image's samples are drawn from."""
+    """The per-image figures of the images done, in order, and the state of the noise at the start of
+    the batch holding the next image: a batch's samples are drawn together, even when it is bounded in
+    slices."""
 
     path: Path
     fingerprint: str
@@ -75,7 +76,7 @@ class BoundProgress:
         return progress
 
     def add(self, neg_elbo: np.ndarray, nll_iw: np.ndarray, noise_state: np.ndarray) -> None:
-        """A finished part's figures, and the noise's state after it; saved at once."""
+        """A finished part's figures, and the noise's state for the next part; saved at once."""
         self.neg_elbo.append(neg_elbo)
         self.nll_iw.append(nll_iw)
         self.noise_state = noise_state

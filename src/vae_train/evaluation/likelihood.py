@@ -22,9 +22,10 @@ from vae_train.runtime.functions import run_function
 # images a second in passes of 128 as in passes of 2048 (bench's iw_bound section). A GPU wants large passes
 # to keep it busy; 2048 bounds their memory (a 28x28 decoder's activations are ~50 kB per image).
 DECODES_PER_PASS = {"CPU": 128, "GPU": 2048}
-# A bound with a progress folder and more decodes than this goes in parts of whole batches of about this
-# many decodes or one batch, each saved when done. A batch of 512 MNIST images with K = 5000 is 2.6
-# million decodes, some 14 minutes of the conv VAE on 2 cores: at most that is lost to a stop.
+# A bound with a progress folder and more decodes than this goes in parts of about this many decodes,
+# each saved when done: whole batches, or slices of one batch (of whole decoder-pass slices) when a batch
+# alone is more. With K = 5000 a part is 128 MNIST images on a CPU, 640,000 decodes and some 5 minutes
+# of the conv VAE on 2 cores: at most that is lost to a stop (a whole batch of 512 was some 20 minutes).
 DECODES_PER_PART = 2**20
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,19 @@ def decodes_per_pass() -> int:
 
 
 def _batch_summaries(model: VariationalAutoencoder, images: tf.Tensor, noise: tf.random.Generator,
-                     num_samples: tf.Tensor, decodes_per_chunk: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per image of a batch: the mean and the log-mean-exp of ``num_samples`` log importance weights.
+                     num_samples: tf.Tensor, decodes_per_chunk: tf.Tensor, begin: tf.Tensor | int = 0,
+                     end: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per image of a batch, or of its images ``begin:end``: the mean and the log-mean-exp of
+    ``num_samples`` log importance weights.
 
     The decoder sees about ``decodes_per_chunk`` images a call: several samples of the whole batch, or one
     sample of a slice of it when the batch alone is more."""
+    # All of a batch's noise at once, in the order the bound has always drawn it: the images begin:end get
+    # the samples they get when the whole batch is bounded.
+    epsilon = noise.normal([num_samples, tf.shape(images)[0], model.latent_dim])
+    end = tf.shape(images)[0] if end is None else end
+    images, epsilon = images[begin:end], epsilon[:, begin:end]
     batch = tf.shape(images)[0]
-    # All of a batch's noise at once, in the order the bound has always drawn it.
-    epsilon = noise.normal([num_samples, batch, model.latent_dim])
     posterior = model.posterior(images)  # the encoder once per image, whatever the chunks
     images_per_slice = tf.minimum(batch, decodes_per_chunk)
     samples_per_chunk = tf.maximum(1, decodes_per_chunk // images_per_slice)
@@ -87,6 +93,11 @@ def _summaries_over_slices(model, pixels: tf.Tensor, batch_size, noise, num_samp
     return means.concat(), log_means.concat()
 
 
+@run_function(reduce_retracing=True)
+def _summaries_within_batch(model, batch_pixels: tf.Tensor, begin, end, noise, num_samples, decodes_per_chunk):
+    return _batch_summaries(model, unit_floats(batch_pixels), noise, num_samples, decodes_per_chunk, begin, end)
+
+
 def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.data.Dataset, num_samples: int,
                      seed: int = 0, decodes_per_chunk: int | None = None, progress_folder: Path | None = None,
                      decodes_per_part: int = DECODES_PER_PART) -> tuple[np.ndarray, np.ndarray]:
@@ -101,36 +112,59 @@ def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.d
     are float32.
 
     With ``progress_folder``, batches in memory that need more than ``decodes_per_part`` decodes are
-    bounded in parts of whole batches, each saved there when done (:mod:`.bound_progress`); a call after
-    a stop resumes from the last part saved, with the figures of a call that was not stopped.
+    bounded in parts, each saved there when done (:mod:`.bound_progress`): whole batches, or slices of a
+    batch when one batch is more. A call after a stop resumes from the last part saved, with the figures
+    of a call that was not stopped.
     """
     noise = tf.random.Generator.from_seed(seed)
-    samples, chunk = tf.constant(num_samples), tf.constant(decodes_per_chunk or decodes_per_pass())
+    pass_size = decodes_per_chunk or decodes_per_pass()
+    samples, chunk = tf.constant(num_samples), tf.constant(pass_size)
     if not isinstance(test, InMemoryBatches):
         means, log_means = _summaries_over_dataset(model, test, noise, samples, chunk)
         return -means.numpy(), -log_means.numpy()
-    images = int(test.pixels.shape[0])
-    images_per_part = max(1, decodes_per_part // (num_samples * test.batch_size)) * test.batch_size
+    images, batch = int(test.pixels.shape[0]), test.batch_size
+    images_per_part = _images_per_part(num_samples, batch, pass_size, decodes_per_part)
     if progress_folder is None or images <= images_per_part:
-        means, log_means = _summaries_over_slices(model, test.pixels, tf.constant(test.batch_size), noise, samples,
-                                                  chunk)
+        means, log_means = _summaries_over_slices(model, test.pixels, tf.constant(batch), noise, samples, chunk)
         return -means.numpy(), -log_means.numpy()
     fingerprint = bound_fingerprint([weight.numpy() for weight in model.weights], test.pixels.numpy(), num_samples,
-                                    seed, test.batch_size)
+                                    seed, batch)
     progress = BoundProgress.resume(progress_file(progress_folder, num_samples), fingerprint)
     if progress.noise_state is not None:
         noise.reset(progress.noise_state)
     started, resumed_at = time.perf_counter(), progress.images_done
-    for start in range(resumed_at, images, images_per_part):
-        means, log_means = _summaries_over_slices(model, test.pixels[start:start + images_per_part],
-                                                  tf.constant(test.batch_size), noise, samples, chunk)
+    start = resumed_at
+    while start < images:
+        if start % batch == 0 and images_per_part >= batch:
+            end = min(start + images_per_part, images)
+            means, log_means = _summaries_over_slices(model, test.pixels[start:end], tf.constant(batch), noise,
+                                                      samples, chunk)
+        else:  # a slice of the batch holding image `start`, drawn from the noise at the batch's start
+            first = start - start % batch
+            last = min(first + batch, images)
+            end = min(start + images_per_part, last)
+            at_batch_start = noise.state.numpy()
+            means, log_means = _summaries_within_batch(model, test.pixels[first:last], tf.constant(start - first),
+                                                       tf.constant(end - first), noise, samples, chunk)
+            if end < last:  # the batch's next slice draws the same noise again
+                noise.reset(at_batch_start)
         progress.add(-means.numpy(), -log_means.numpy(), noise.state.numpy())
-        done = progress.images_done
-        if done < images:
+        start = progress.images_done
+        if start < images:
             seconds = time.perf_counter() - started
-            log.info("The bound (K = %d): %d of %d test images done; about %s left. Saved in %s.", num_samples, done,
-                     images, _remaining(seconds / (done - resumed_at) * (images - done)), shown_path(progress.path))
+            log.info("The bound (K = %d): %d of %d test images done; about %s left. Saved in %s.", num_samples,
+                     start, images, _remaining(seconds / (start - resumed_at) * (images - start)),
+                     shown_path(progress.path))
     return progress.finished()
+
+
+def _images_per_part(num_samples: int, batch: int, pass_size: int, decodes_per_part: int) -> int:
+    """Whole batches of at most ``decodes_per_part`` decodes; when one batch is more, a whole number of
+    the decoder's pass slices, so a part's images are decoded in the passes of the whole batch."""
+    if num_samples * batch <= decodes_per_part:
+        return decodes_per_part // (num_samples * batch) * batch
+    pass_slice = min(batch, pass_size)
+    return min(batch, max(1, decodes_per_part // (num_samples * pass_slice)) * pass_slice)
 
 
 def _remaining(seconds: float) -> str:

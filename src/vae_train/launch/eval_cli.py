@@ -31,7 +31,7 @@ score), anomaly_scores_*.npy with anomaly_labels.npy and anomaly_is_anomaly.npy,
 PNG files (reconstructions, samples, manifold, interpolations, traversals, latent_scatter,
 denoising, anomaly_scores), with --gif interpolation.gif, and with --encode SPLIT codes_SPLIT.npy
 and labels_SPLIT.npy. A long likelihood bound (iw_samples=5000: hours) saves its progress there
-batch by batch: after a stop, the same command resumes it.
+part by part: after a stop, the same command resumes it.
 
 Exit status: 1 for a problem with the run folder or the arguments; 75 when a write fails for want of
 room or access (a full disk, a read-only folder): the same command works once there is room.
