@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.colour import table as colour_table
 from bench.iw_bound import table as iw_bound_table
+from bench.iwae_passes import table as iwae_passes_table
 from bench.markdown import met, table
 from bench.startup import table as startup_table
 
@@ -155,6 +156,7 @@ def render(results: dict) -> str:
     if rows:
         lines += ["### Other figures", ""] + table(["", ""], rows)
     lines += _evaluation(results.get("evaluation")) + iw_bound_table(results.get("iw_bound"))
+    lines += iwae_passes_table(results.get("iwae_passes"))
     lines += colour_table(results.get("colour"))
     lines += startup_table(results.get("startup"))
     lines += _whole_runs(results.get("whole_runs"))

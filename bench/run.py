@@ -38,6 +38,7 @@ from bench.colour import colour  # noqa: E402
 from bench.end_to_end import end_to_end  # noqa: E402
 from bench.headline import headline  # noqa: E402
 from bench.iw_bound import iw_bound  # noqa: E402
+from bench.iwae_passes import iwae_passes  # noqa: E402
 from bench.layout import layout  # noqa: E402
 from bench.levers import levers  # noqa: E402
 from bench.machine import log  # noqa: E402
@@ -52,7 +53,7 @@ from bench.threads import thread_worker, threads  # noqa: E402
 SECTIONS: dict[str, Callable[[Bench], dict]] = {
     "cli": cli_latency, "headline": headline, "same_results": same_results, "levers": levers, "layout": layout,
     "threads": threads, "sweep": sweep, "profile": profile, "end_to_end": end_to_end, "evaluation": evaluation,
-    "iw_bound": iw_bound, "colour": colour, "whole_runs": whole_runs, "startup": startup,
+    "iw_bound": iw_bound, "iwae_passes": iwae_passes, "colour": colour, "whole_runs": whole_runs, "startup": startup,
 }
 
 

@@ -133,6 +133,36 @@ def test_either_network_trains_on_the_bound_of_model_train_samples(name, samples
     assert all(gradient is not None and np.all(np.isfinite(gradient)) for gradient in gradients)
 
 
+@pytest.mark.parametrize("per_pass", [1, 2])  # five passes; or passes of 2, 2 and 1 samples
+def test_decoding_a_few_samples_a_pass_gives_the_objective_and_gradients_of_one_pass(per_pass):
+    model, batch = model_of("model=cvae", "model.train_samples=5"), images()
+
+    def objective_and_gradients():
+        with tf.GradientTape() as tape:
+            terms = model.loss_terms(batch, training=True, noise=tf.random.Generator.from_seed(3))
+            objective = tf.reduce_mean(terms["objective"])
+        return terms, tape.gradient(objective, model.trainable_variables)
+
+    one_pass, one_pass_gradients = objective_and_gradients()
+    model.samples_per_decoder_pass = per_pass
+    passes, passes_gradients = objective_and_gradients()
+    for name in ("objective", "reconstruction", "kl"):
+        np.testing.assert_allclose(passes[name], one_pass[name], rtol=1e-5, err_msg=name)
+    for expected, gradient in zip(one_pass_gradients, passes_gradients, strict=True):
+        np.testing.assert_allclose(gradient, expected, rtol=1e-3, atol=1e-6)
+
+
+def test_training_on_a_cpu_decodes_one_sample_a_pass_unless_batch_norm_needs_them_together(monkeypatch):
+    from vae_train.run import build
+
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    plain, normalized = (to_settings(compose(["model=cvae", *more])).model for more in ([], ["model.batch_norm=true"]))
+    assert build.samples_per_decoder_pass(plain, strategy) == 1
+    assert build.samples_per_decoder_pass(normalized, strategy) is None
+    monkeypatch.setattr(build, "trains_on_host_cpu", lambda strategy: False)  # GPUs, several replicas
+    assert build.samples_per_decoder_pass(plain, strategy) is None
+
+
 def test_model_iwae_is_the_conv_vae_on_five_samples():
     iwae, cvae = model_of("model=iwae"), model_of("model=cvae")
     assert iwae.config.train_samples == 5 and cvae.config.train_samples == 1 and cvae.reported_terms == TERMS

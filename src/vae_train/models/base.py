@@ -231,6 +231,9 @@ class VariationalAutoencoder(Autoencoder):
     """The encoder returns the mean and log-variance of a Gaussian posterior."""
 
     variational = True
+    # The importance-weighted objective's samples the decoder takes a pass in training; None: all K in one
+    # pass. The run chooses it for its devices (:func:`vae_train.run.build.build_parts`).
+    samples_per_decoder_pass: int | None = None
 
     @property
     def kl_weight(self) -> float:
@@ -279,7 +282,10 @@ class VariationalAutoencoder(Autoencoder):
         and ``kl`` as the ELBO reports them (the reconstruction averaged over the K samples, the KL analytic),
         so runs on either objective compare."""
         epsilon = noise.normal([samples, tf.shape(images)[0], self.latent_dim])
-        weights, reconstructions = self.importance_samples(images, epsilon, posterior, training)
+        per_pass = self.samples_per_decoder_pass or samples
+        passes = [self.importance_samples(images, epsilon[first:first + per_pass], posterior, training)
+                  for first in range(0, samples, per_pass)]
+        weights, reconstructions = (tf.concat(parts, axis=0) for parts in zip(*passes, strict=True))
         reconstruction = tf.reduce_mean(reconstructions, axis=0)
         kl = posterior.kl_to_standard_normal()
         bound = -(tf.reduce_logsumexp(weights, axis=0) - tf.math.log(float(samples)))

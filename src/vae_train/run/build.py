@@ -20,7 +20,7 @@ from vae_train.models import Autoencoder, build_model
 from vae_train.run.epoch_pictures import TensorBoardPictures
 from vae_train.run.layout import CHECKPOINTS_DIR, checkpoint_signature, scalar_tag, tensorboard_dir
 from vae_train.runtime import stopwatch
-from vae_train.runtime.devices import WorkerOptions, set_up_devices
+from vae_train.runtime.devices import WorkerOptions, set_up_devices, trains_on_host_cpu
 from vae_train.runtime.precision import ComputePrecision
 from vae_train.runtime.workers import is_chief, output_dir
 from vae_train.training.loop import Trainer
@@ -70,11 +70,25 @@ def build_parts(settings: Config, dataset: ImageDataset | None = None, run_dir: 
     with devices.strategy.scope(), stopwatch.timed("model"):
         model = build_model(settings.model, settings.latent_dim, dataset.image_shape, settings.seed,
                             devices.precision)
+        if model.variational:
+            model.samples_per_decoder_pass = samples_per_decoder_pass(settings.model, devices.strategy)
         optimizer = build_optimizer(settings.optimizer, devices.precision,
                                     total_steps=settings.trainer.epochs * pipelines.steps_per_epoch)
         # Built now, not at the first step, so a checkpoint restores into existing variables.
         optimizer.build(model.trainable_variables)
     return RunParts(devices.strategy, dataset, pipelines, model, optimizer, devices.precision)
+
+
+def samples_per_decoder_pass(model_config, strategy: tf.distribute.Strategy) -> int | None:
+    """The importance-weighted objective's samples decoded a pass in training (``model.train_samples`` > 1).
+
+    On the host CPU, one: small passes keep the decoder's activations in cache, and the conv IWAE (K = 5)
+    trained on 1.1x the images a second of one pass over all K (``make bench``'s iwae_passes section). A
+    GPU keeps one large pass, and so does a model with batch normalization, whose statistics in training
+    are the pass's."""
+    if trains_on_host_cpu(strategy) and not getattr(model_config, "batch_norm", False):
+        return 1
+    return None
 
 
 def build_trainer(settings: Config, run_dir: Path, dataset: ImageDataset | None = None) -> AssembledRun:
