@@ -22,10 +22,10 @@ train: $(STAMP)
 # pytest options, e.g. TEST_ARGS="-n 0" for one process.
 TEST_ARGS ?=
 test: $(STAMP)
-	$(PYTHON) -m pytest -n 2 --dist loadfile $(TEST_ARGS)
+	$(PYTHON) -m pytest -n 2 --dist loadfile --no-loadscope-reorder $(TEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PYTHON) -m pytest -n 2 --dist loadfile -m slow $(TEST_ARGS)
+	$(PYTHON) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -m slow $(TEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
