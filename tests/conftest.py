@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -95,9 +97,11 @@ def tiny_data_config(root: Path, **values):
 compose = cli.compose  # the config vae-train runs with, from the project's conf/
 
 
-# Pictures and the likelihood bound off, for tests about something else: their runs are faster.
+# Pictures, the likelihood bound and the representation probes off, for tests about something else: a
+# tiny cvae run's end-of-run work alone is ~6 s of its ~15 (the bound with K = 50 most of it).
 QUIET_EVALUATION = ["evaluation.reconstructions=0", "evaluation.samples=0", "evaluation.manifold.size=0",
-                    "evaluation.projector=false", "evaluation.code_examples=0", "evaluation.iw_samples=0"]
+                    "evaluation.projector=false", "evaluation.code_examples=0", "evaluation.iw_samples=0",
+                    "evaluation.representation=false"]
 
 
 # The finished run that the picture and evaluation tests share: three epochs of 4 steps, pictures
@@ -110,19 +114,29 @@ FINISHED_RUN_OVERRIDES = [
 
 
 @pytest.fixture(scope="session")
-def finished_run(tiny_data_dir, tmp_path_factory) -> tuple[Path, dict]:
+def finished_run(tmp_path_factory, worker_id) -> tuple[Path, dict]:
     """A cvae run folder as ``vae-train`` leaves it (with the saved config Hydra writes), and its
-    results. Read-only: tests that change a run copy it."""
+    results. Read-only: tests that change a run copy it. Trained once a session: make test's workers
+    share it, the first to need it training it while the others wait (it costs ~20 s)."""
+    import json
+
     from omegaconf import OmegaConf
 
     from vae_train.config import to_settings
     from vae_train.run.train import train
 
-    run_dir = tmp_path_factory.mktemp("finished_run")
-    cfg = compose([*tiny_overrides(tiny_data_dir), *FINISHED_RUN_OVERRIDES])
-    (run_dir / ".hydra").mkdir()
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    return run_dir, train(to_settings(cfg), run_dir)
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    run_dir, trained = shared / "finished_run", shared / "finished_run.trained"
+    with (shared / "finished_run.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not trained.exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # a worker that failed half way
+            cfg = compose([*tiny_overrides(make_idx_folder(shared / "finished_run_data")), *FINISHED_RUN_OVERRIDES])
+            (run_dir / ".hydra").mkdir(parents=True)
+            (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+            train(to_settings(cfg), run_dir)
+            trained.touch()
+    return run_dir, json.loads((run_dir / "results.json").read_text())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -38,7 +38,7 @@ from vae_train.errors import CheckpointError, StorageError, exit_status
 
 FAULTS = [sys.executable, str(PROJECT_ROOT / "tests" / "faults.py")]
 # The fastest run that still saves a checkpoint per epoch: no pictures, no end-of-run analyses.
-FAST = [*QUIET_EVALUATION, "model=dense_ae", "evaluation.representation=false"]
+FAST = [*QUIET_EVALUATION, "model=dense_ae"]
 EPOCHS = 3
 STEPS = 4  # per epoch: 128 training images in batches of 32
 DATA_FILE = "data-00000-of-00001"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import compose, make_idx_folder, tiny_overrides
+from conftest import QUIET_EVALUATION, compose, make_idx_folder, tiny_overrides
 from vae_train.config import to_settings
 from vae_train.run.train import train
 from vae_train.runtime import slurm
@@ -27,9 +27,6 @@ from vae_train.runtime.slurm import gpu_layout
 
 HELPER = Path(__file__).with_name("distributed_jobs.py")
 SMALL_CONV = ["model.encoder_filters=[8,16]", "model.decoder_filters=[16,8]", "model.decoder_start_channels=16"]
-# Pictures and the likelihood bound are other tests' business; off, the runs here are faster.
-QUIET_EVALUATION = ["evaluation.reconstructions=0", "evaluation.samples=0", "evaluation.manifold.size=0",
-                    "evaluation.projector=false", "evaluation.code_examples=0", "evaluation.iw_samples=0"]
 
 
 def helper_env(**settings: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import IMAGE_SHAPE, compose, synthetic_digits, tiny_overrides, train_tiny
+from conftest import IMAGE_SHAPE, QUIET_EVALUATION, compose, synthetic_digits, tiny_overrides, train_tiny
 from vae_train.config import to_settings
 from vae_train.errors import ConfigError
 from vae_train.models import build_model
@@ -177,7 +177,7 @@ def test_iwae_trains_and_reports_its_bound(tiny_data_dir, tmp_path):
 
 def test_kl_weight_is_logged_as_it_warms_up(tiny_data_dir, tmp_path):
     train_tiny(tiny_data_dir, tmp_path, "model.kl_warmup_steps=8", "trainer.epochs=2", "trainer.log_every_steps=2",
-               "evaluation.iw_samples=0", "evaluation.representation=false")
+               *QUIET_EVALUATION)
     from test_training import read_scalars
 
     weights = read_scalars(tmp_path / "train")["optimization/kl_weight"]
@@ -200,10 +200,8 @@ def test_schedules_reach_their_end_values(schedule, warmup):
 
 
 def test_a_resumed_run_follows_its_schedule(tiny_data_dir, tmp_path):
-    overrides = ["optimizer.schedule=cosine", "trainer.epochs=2", "evaluation.iw_samples=0",
-                 "evaluation.representation=false"]
-    train_tiny(tiny_data_dir, tmp_path, *overrides[:-3], "trainer.epochs=1", *overrides[2:])
-    train_tiny(tiny_data_dir, tmp_path, *overrides)
+    train_tiny(tiny_data_dir, tmp_path, "optimizer.schedule=cosine", "trainer.epochs=1", *QUIET_EVALUATION)
+    train_tiny(tiny_data_dir, tmp_path, "optimizer.schedule=cosine", "trainer.epochs=2", *QUIET_EVALUATION)
     from test_training import read_scalars
 
     rates = dict(read_scalars(tmp_path / "train")["optimization/learning_rate"])

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import PROJECT_ROOT, tiny_overrides, train_tiny
+from conftest import PROJECT_ROOT, QUIET_EVALUATION, tiny_overrides, train_tiny
 from vae_train.errors import CheckpointError, TrainingError
 
 
@@ -96,9 +96,9 @@ def test_a_run_folder_of_the_older_layout_resumes_into_its_own_event_folders(tin
 
 
 def test_resuming_gives_the_same_run_as_training_straight_through(tiny_data_dir, tmp_path):
-    straight = train_tiny(tiny_data_dir, tmp_path / "straight", "trainer.epochs=2")
-    train_tiny(tiny_data_dir, tmp_path / "resumed", "trainer.epochs=1")
-    resumed = train_tiny(tiny_data_dir, tmp_path / "resumed", "trainer.epochs=2")
+    straight = train_tiny(tiny_data_dir, tmp_path / "straight", "trainer.epochs=2", *QUIET_EVALUATION)
+    train_tiny(tiny_data_dir, tmp_path / "resumed", "trainer.epochs=1", *QUIET_EVALUATION)
+    resumed = train_tiny(tiny_data_dir, tmp_path / "resumed", "trainer.epochs=2", *QUIET_EVALUATION)
     assert resumed["steps"] == straight["steps"] == 8
     assert resumed["epochs"] == 2
     # Same data order per epoch and the noise generator restored from the checkpoint.
@@ -149,20 +149,20 @@ def test_no_pipeline_runs_tf_data_autotuning(tiny_data_dir):
 
 
 def test_resuming_a_finished_run_trains_nothing_more(tiny_data_dir, tmp_path):
-    first = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
-    again = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    first = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1", *QUIET_EVALUATION)
+    again = train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1", *QUIET_EVALUATION)
     assert again["steps"] == first["steps"]
     assert again["test_loss"] == pytest.approx(first["test_loss"], rel=1e-5)
 
 
 def test_resuming_with_another_model_names_both(tiny_data_dir, tmp_path):
-    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1", *QUIET_EVALUATION)
     with pytest.raises(CheckpointError, match=r"model cvae, latent_dim 2.*model cvae, latent_dim 3"):
         train_tiny(tiny_data_dir, tmp_path, "latent_dim=3")
 
 
 def test_unreadable_checkpoint_is_a_clear_error(tiny_data_dir, tmp_path):
-    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1")
+    train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1", *QUIET_EVALUATION)
     for data_file in (tmp_path / "checkpoints").glob("*.data-*"):
         data_file.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="Cannot restore"):
@@ -173,7 +173,7 @@ def test_unreadable_checkpoint_is_a_clear_error(tiny_data_dir, tmp_path):
 def untrained_test_loss(tiny_data_dir, tmp_path_factory) -> dict[str, float]:
     """Each model's test loss before any step; the same seed gives the same initial weights."""
     return {model: train_tiny(tiny_data_dir, tmp_path_factory.mktemp(model), f"model={model}",
-                              "trainer.epochs=0")["test_loss"]
+                              "trainer.epochs=0", *QUIET_EVALUATION)["test_loss"]
             for model in ("dense_ae", "conv_ae", "cvae")}
 
 
@@ -189,7 +189,7 @@ def test_every_model_learns_with_every_optimizer_at_its_defaults(
     # 32 steps: a default learning rate too high for losses summed over 784 pixels (as SGD's once
     # was) shows here as a test loss above the untrained model's, or as a NaN.
     results = train_tiny(tiny_data_dir, tmp_path, f"model={model}", f"optimizer={optimizer}",
-                         "data.batch_size=8", "trainer.epochs=2")
+                         "data.batch_size=8", "trainer.epochs=2", *QUIET_EVALUATION)
     assert results["steps"] == 32
     assert 0 < results["test_loss"] < untrained_test_loss[model]
     assert ("test_elbo" in results) == (model == "cvae")
