@@ -19,13 +19,13 @@ from vae_train.launch import train_cli as cli
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# The files whose tests take longest on 2 cores, in that order (make test --durations=0 on December 4:
-# 326, 183, 150, 114, 108, 76, 74, 59, 54 and 51 s of 1,349). `make test` hands whole files to its two
-# workers in collection order (--dist loadfile --no-loadscope-reorder); these go first, so the short files
-# fill in around them and the workers end together, instead of one starting a long file while the other
-# has nothing left.
-LONGEST_FILES = ("test_reliability.py", "test_training.py", "test_eval.py", "test_levers.py", "test_distributed.py",
-                 "test_denoising_anomalies.py", "test_objectives.py", "test_checkpoint_faults.py", "test_models.py",
+# The files whose tests take longest on 2 cores, in that order (make test --durations=0 on December 4, after
+# the quieter runs: 229, 112, 107, 85, 78, 58, 46, 45, 43 and 35 s of 957). `make test` hands whole files to
+# its two workers in collection order (--dist loadfile --no-loadscope-reorder); these go first, so the short
+# files fill in around them and the workers end together, instead of one starting a long file while the
+# other has nothing left.
+LONGEST_FILES = ("test_reliability.py", "test_eval.py", "test_training.py", "test_levers.py", "test_distributed.py",
+                 "test_objectives.py", "test_denoising_anomalies.py", "test_checkpoint_faults.py", "test_models.py",
                  "test_sweeps.py")
 # The tiny datasets' images are MNIST-sized.
 IMAGE_SHAPE = (28, 28, 1)
