@@ -1,4 +1,4 @@
-"""Faults a long run meets (README, Reliability): a disk that fills or turns read-only while the run
+"""Faults a long run meets (docs/reliability.md): a disk that fills or turns read-only while the run
 writes, and checkpoints damaged on disk. Each loses no work still on disk, says so in one paragraph or
 one log line, and the same command goes on.
 

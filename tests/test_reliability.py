@@ -263,7 +263,7 @@ def test_run_info_records_versions_and_hardware_per_session(tiny_data_dir, tmp_p
     assert "git_commit" in session and isinstance(session["gpus"], list)
 
 
-# --- the bad-input catalogue (README, Troubleshooting) -------------------------------------------
+# --- the bad-input catalogue (docs/reliability.md, Troubleshooting) ------------------------------
 
 
 def _damaged_copy(source: Path, target: Path, damage) -> Path:
