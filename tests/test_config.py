@@ -156,6 +156,8 @@ def test_value_outside_an_enum_fails_at_composition_listing_the_members():
         ("optimizer.learning_rate=0", "optimizer.learning_rate"),
         ("optimizer.learning_rate=-1", "optimizer.learning_rate"),
         ("model.beta=-1", "model.beta"),
+        ("evaluation.every_n_epochs=0", "evaluation.every_n_epochs must be positive"),
+        ("evaluation.test_every_n_epochs=0", "evaluation.test_every_n_epochs must be positive"),
     ],
 )
 def test_out_of_range_value_composes_but_to_settings_raises_config_error(override, key):

@@ -364,6 +364,8 @@ CATALOGUE = {
     "latent_dim huge": (["latent_dim=1000000"], None, "latent_dim must be an integer in 1..4096"),
     "batch size zero": (["data.batch_size=0"], None, "data.batch_size must be positive"),
     "learning rate zero": (["optimizer.learning_rate=0"], None, "optimizer.learning_rate must be positive"),
+    "test figures every 0 epochs": (["evaluation.test_every_n_epochs=0"], None,
+                                    "evaluation.test_every_n_epochs must be positive"),
     "missing data folder": (["data.root=/nonexistent/mnist"], None, "/nonexistent/mnist does not exist"),
     "missing file": ([], _missing_file, "lacks t10k-labels-idx1-ubyte.gz"),
     "truncated gzip": ([], _truncate, "truncated"),

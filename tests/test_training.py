@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -146,6 +147,33 @@ def test_no_pipeline_runs_tf_data_autotuning(tiny_data_dir):
         for dataset in (pipelines.train(0), pipelines.test(), pipelines.in_order("train"),
                         pipelines.test_batches().dataset()):
             assert dataset.options().autotune.enabled is False
+
+
+def test_test_figures_follow_their_own_cadence_and_a_stopped_run_reports_its_weights(tiny_data_dir, tmp_path,
+                                                                                    monkeypatch):
+    every = train_tiny(tiny_data_dir, tmp_path / "every", "trainer.epochs=3", *QUIET_EVALUATION)
+    sparse = train_tiny(tiny_data_dir, tmp_path / "sparse", "trainer.epochs=3", "evaluation.test_every_n_epochs=2",
+                        *QUIET_EVALUATION)
+    curves = {run: dict(read_scalars(tmp_path / run / "test")["loss/total"]) for run in ("every", "sparse")}
+    assert list(curves["every"]) == [4, 8, 12]
+    assert list(curves["sparse"]) == [8, 12]  # epoch 2, and the last
+    # Skipping them changes nothing of the training.
+    assert [curves["sparse"][step] for step in (8, 12)] == pytest.approx([curves["every"][step] for step in (8, 12)],
+                                                                        rel=1e-6)
+    for key in ("train_loss", "test_loss"):
+        assert sparse[key] == pytest.approx(every[key], rel=1e-6), key
+
+    # Stopped (SIGTERM) after epoch 1, which had no test figures: the results hold its weights' figures.
+    from vae_train.run.epoch_pictures import TensorBoardPictures
+
+    hook = TensorBoardPictures.__call__
+    monkeypatch.setattr(TensorBoardPictures, "__call__",
+                        lambda self, record: (hook(self, record), os.kill(os.getpid(), signal.SIGTERM)))
+    stopped = train_tiny(tiny_data_dir, tmp_path / "stopped", "trainer.epochs=3", "evaluation.test_every_n_epochs=2",
+                         *QUIET_EVALUATION)
+    assert stopped["stopped_by"] == "SIGTERM" and stopped["epochs"] == 1 and not stopped["finished"]
+    assert stopped["test_loss"] == pytest.approx(curves["every"][4], rel=1e-6)
+    assert "loss/total" not in read_scalars(tmp_path / "stopped" / "test")  # none logged for epoch 1
 
 
 def test_resuming_a_finished_run_trains_nothing_more(tiny_data_dir, tmp_path):

@@ -112,5 +112,6 @@ def _assemble(settings: Config, parts: RunParts, run_dir: Path) -> AssembledRun:
                           settings.evaluation.metrics, corrupt, image_quality=settings.data.binarize is Binarize.none)
     trainer = Trainer(parts.model, parts.optimizer, parts.strategy, parts.pipelines, settings.trainer, writers,
                       checkpoint_dir=run_dir / CHECKPOINTS_DIR, checkpoint_signature=checkpoint_signature(settings),
-                      evaluator=evaluator, epoch_end_hooks=[pictures_hook], corrupt=corrupt)
+                      evaluator=evaluator, epoch_end_hooks=[pictures_hook], corrupt=corrupt,
+                      test_every_n_epochs=settings.evaluation.test_every_n_epochs)
     return AssembledRun(parts, trainer, run_dir, writers)

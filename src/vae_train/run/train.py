@@ -121,8 +121,9 @@ def _train(settings: Config, run: AssembledRun, config_yaml: str) -> dict:
     fit_ended = seconds_since_job_start()
     previous = read_json_object(run_dir / RESULTS_FILE) or {}
     last = history.epochs[-1] if history.epochs else None
-    # A resumed run that had nothing left to train still reports its model's test figures.
-    test_metrics = last.test if last else trainer.evaluator.evaluate(pipelines.test_batches())
+    # A resumed run that had nothing left to train, or one stopped after an epoch without test figures
+    # (evaluation.test_every_n_epochs), still reports the test figures of the weights it ends with.
+    test_metrics = last.test if last and last.test else trainer.evaluator.evaluate(pipelines.test_batches())
     results.update({
         "finished": history.stopped_by is None,
         "epochs": int(trainer.epoch.numpy()),

@@ -60,7 +60,7 @@ class EpochRecord:
     epoch: int
     step: int
     train: dict[str, float]
-    test: dict[str, float]
+    test: dict[str, float]  # empty in an epoch without test figures (evaluation.test_every_n_epochs)
     images_per_second: float
     epoch_seconds: float  # training steps only
     # The epoch's wall time but its steps: its pipeline, test figures, checkpoint and hooks; set after the hooks.
@@ -94,6 +94,7 @@ class Trainer:
         epoch_end_hooks: Sequence[Callable[[EpochRecord], None]] = (),
         stop: StopRequest | None = None,
         corrupt: Corrupt | None = None,
+        test_every_n_epochs: int = 1,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -130,6 +131,7 @@ class Trainer:
                                           global_step=self.global_step, running_sums=self.running_sums,
                                           **corruption)
         self.evaluator = evaluator
+        self.test_every_n_epochs = test_every_n_epochs
         self._replica_step = run_function(self._train_step, jit_compile=config.jit_compile)
         self._run_steps = run_function(self._distributed_steps)
         self._stepped = False  # whether this process has taken a training step
@@ -331,14 +333,17 @@ class Trainer:
                 if trained is None:
                     break
                 train_metrics, images_per_second, epoch_seconds = trained
-                with stopwatch.timed("test_figures"):
-                    test_metrics = self.evaluator.evaluate(self.pipelines.test_batches())
+                test_metrics, test_codes = {}, None
+                if (epoch + 1) % self.test_every_n_epochs == 0 or epoch + 1 == self.config.epochs:
+                    with stopwatch.timed("test_figures"):
+                        test_metrics = self.evaluator.evaluate(self.pipelines.test_batches())
+                    test_codes = self.evaluator.test_codes
+                    self.writers.scalars("test", self.step, test_metrics)
                 self.epoch.assign(epoch + 1)
-                self.writers.scalars("test", self.step, test_metrics)
                 with stopwatch.timed("checkpoints"):
                     self._save(np.zeros(self.sums_size), np.zeros(self.sums_size))
                 record = EpochRecord(epoch + 1, self.step, train_metrics, test_metrics, images_per_second,
-                                     epoch_seconds, test_codes=self.evaluator.test_codes)
+                                     epoch_seconds, test_codes=test_codes)
                 history.epochs.append(record)
                 # The hooks write pictures, and the projector's files, into the run folder.
                 with writing("the epoch's pictures", self.writers.root), stopwatch.timed("epoch_pictures"):
@@ -351,7 +356,8 @@ class Trainer:
                     "between_epochs_seconds": record.between_epochs_seconds})
                 self.writers.flush()
                 log.info("epoch %d/%d  step %d  train %s  test %s  %.0f images/s, %.1f s + %.1f s after the epoch",
-                         epoch + 1, self.config.epochs, self.step, _format(train_metrics), _format(test_metrics),
+                         epoch + 1, self.config.epochs, self.step, _format(train_metrics),
+                         _format(test_metrics) or "not this epoch",
                          images_per_second, epoch_seconds, record.between_epochs_seconds)
                 if self.stop.requested:
                     break

@@ -84,6 +84,9 @@ class EvaluationConfig:
 
     # Pictures after every N epochs and after the last.
     every_n_epochs: int = 1
+    # The test figures (the test loss and its terms, TensorBoard's test curves) after every N epochs and after
+    # the last, as Keras' validation_freq; more than 1 saves their cost in long runs (a test pass each time).
+    test_every_n_epochs: int = 1
     # Test images shown above their reconstructions; 0: none.
     reconstructions: int = 8
     # VAEs: decodings of this many fixed draws from the prior; 0: none.
@@ -138,6 +141,7 @@ class EvaluationConfig:
 
     def __post_init__(self) -> None:
         require_positive(self.every_n_epochs, "evaluation.every_n_epochs")
+        require_positive(self.test_every_n_epochs, "evaluation.test_every_n_epochs")
         require(self.knn_k > 0, f"evaluation.knn_k must be a positive number of neighbours, got {self.knn_k}.")
         require(self.clustering is not Clustering.umap_gmm or umap_installed(),
                 "evaluation.clustering=umap_gmm embeds the codes with UMAP, and umap-learn is not installed in this "
