@@ -177,7 +177,9 @@ def test_many_colour_images_get_an_rgb_sprite_of_thumbnails(tmp_path):
     count, limit = 300, 512
     images = np.random.default_rng(0).integers(0, 256, (count, 64, 64, 3), dtype=np.uint8)
     images[0] = RED_BYTES
-    EmbeddingProjector(tmp_path, images, labels_of(count), CLASS_NAMES, sprite_limit=limit)
+    projector = EmbeddingProjector(tmp_path, images, labels_of(count), CLASS_NAMES, sprite_limit=limit)
+    assert not list(tmp_path.iterdir())  # nothing before the first codes
+    projector.write(np.zeros((count, 3), np.float32))
     config = text_format.Parse((tmp_path / "projector_config.pbtxt").read_text(), ProjectorConfig())
     (embedding,) = config.embeddings
     sprite = tf.io.decode_png(tf.io.read_file(str(tmp_path / embedding.sprite.image_path))).numpy()
@@ -193,7 +195,8 @@ def test_many_colour_images_get_an_rgb_sprite_of_thumbnails(tmp_path):
 def test_probabilities_and_bytes_give_the_same_sprite(tmp_path):
     images = random_images(COLOUR, count=5)
     for folder, same_images in (("floats", images), ("bytes", to_uint8(images))):
-        EmbeddingProjector(tmp_path / folder, same_images, labels_of(5), CLASS_NAMES, sprite_limit=20)
+        EmbeddingProjector(tmp_path / folder, same_images, labels_of(5), CLASS_NAMES, sprite_limit=20).write(
+            np.zeros((5, 3), np.float32))
     floats, as_bytes = (tf.io.decode_png(tf.io.read_file(str(tmp_path / folder / "sprite.png"))).numpy()
                         for folder in ("floats", "bytes"))
     assert floats.shape == (3 * 6, 3 * 6, 3)  # 3 per row, 20 // 3 = 6-pixel thumbnails

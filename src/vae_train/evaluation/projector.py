@@ -53,30 +53,37 @@ def thumbnails(images: np.ndarray, height: int, width: int) -> np.ndarray:
 class EmbeddingProjector:
     """The files of TensorBoard's embedding projector in one run folder of the event files: the
     codes (``codes.tsv``), their labels (``metadata.tsv``), a sprite of the images and the config.
-    ``sprite_limit``: the longest sprite side the projector shows, in pixels."""
+    ``sprite_limit``: the longest sprite side the projector shows, in pixels. Nothing is written before
+    the first codes: a run refused at its start (another model's checkpoints) leaves its folder as it was."""
 
     def __init__(self, folder: Path, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
                  sprite_limit: int = MAX_SPRITE_SIDE):
+        self.folder = Path(folder)
+        self.images, self.labels, self.class_names = images, labels, class_names
+        self.sprite_limit = sprite_limit
+        self.sprite_image_size = thumbnail_size(len(images), *images.shape[1:3], limit=sprite_limit)
+        self._described = False
+
+    def _describe(self) -> None:
+        """The labels, the sprite and the config: what the projector needs beside the codes."""
         from tensorboard.plugins import projector
 
-        self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.folder / "metadata.tsv", "w") as handle:
             handle.write("label\tclass\n")
-            handle.writelines(f"{label}\t{class_names[label]}\n" for label in labels)
+            handle.writelines(f"{label}\t{self.class_names[label]}\n" for label in self.labels)
         config = projector.ProjectorConfig()
         embedding = config.embeddings.add()
         embedding.tensor_name = PROJECTOR_TENSOR
         embedding.tensor_path = "codes.tsv"
         embedding.metadata_path = "metadata.tsv"
-        self.sprite_limit = sprite_limit
-        self.sprite_image_size = thumbnail_size(len(images), *images.shape[1:3], limit=sprite_limit)
         if self.sprite_image_size is not None:
-            self._write_sprite(images, embedding)
+            self._write_sprite(self.images, embedding)
         else:
             log.warning("No sprite for the projector: %d images do not fit its %d-pixel limit at one pixel each.",
-                        len(images), sprite_limit)
+                        len(self.images), self.sprite_limit)
         projector.visualize_embeddings(str(self.folder), config)
+        self._described = True
 
     def _write_sprite(self, images: np.ndarray, embedding) -> None:
         """The images (grey or colour, as they are) on a square grid, row by row, shrunk to thumbnails
@@ -98,6 +105,8 @@ class EmbeddingProjector:
     def write(self, codes: np.ndarray) -> None:
         """The codes, as columns of ``codes.tsv``; codes of fewer than three dimensions get zero columns
         up to three: the projector draws nothing for two (its PCA asks for three components)."""
+        if not self._described:
+            self._describe()
         padded = np.zeros((len(codes), max(MIN_DIMENSIONS, codes.shape[1])), codes.dtype)
         padded[:, :codes.shape[1]] = codes
         np.savetxt(self.folder / "codes.tsv", padded, delimiter="\t", fmt="%.6g")
