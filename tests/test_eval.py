@@ -144,6 +144,19 @@ def stop_after_saves(monkeypatch, saves: int = 1):
     monkeypatch.setattr(BoundProgress, "add", add_then_stop)
 
 
+def test_the_time_left_follows_the_last_parts_rate():
+    # Parts of 100 images every 10 s, one taking 1,000 s (the process stopped a while), then 10 s again.
+    now = [0.0]
+    time_left = likelihood.TimeLeft(images_done=0, images=10_000, window=4, clock=lambda: now[0])
+    told = []
+    for part, seconds in enumerate([10] * 3 + [1_000] + [10] * 5, start=1):
+        now[0] += seconds
+        told.append(time_left.after_part(100 * part))
+    assert told[2] == pytest.approx(9_700 * 0.1)  # 0.1 s an image
+    assert told[3] > 9_600 * 2  # the slow part counts while it is among the last four
+    assert told[-1] == pytest.approx((10_000 - 900) * 0.1)  # and no longer once four parts have passed it
+
+
 def test_a_stopped_bound_resumes_from_its_last_part(vae, test_in_memory, tmp_path, monkeypatch, caplog):
     expected = per_image_bounds(vae, test_in_memory, 4, seed=0)
     with monkeypatch.context() as patch:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,9 @@ DECODES_PER_PASS = {"CPU": 128, "GPU": 2048}
 # alone is more. With K = 5000 a part is 128 MNIST images on a CPU, 640,000 decodes and some 5 minutes
 # of the conv VAE on 2 cores: at most that is lost to a stop (a whole batch of 512 was some 20 minutes).
 DECODES_PER_PART = 2**20
+# The time a long bound has left is told from its last few parts' rate, not the whole call's: a busier
+# spell of the machine, or a process stopped for a while, stops counting once it is past.
+RATE_WINDOW_PARTS = 4
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +137,8 @@ def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.d
     progress = BoundProgress.resume(progress_file(progress_folder, num_samples), fingerprint)
     if progress.noise_state is not None:
         noise.reset(progress.noise_state)
-    started, resumed_at = time.perf_counter(), progress.images_done
-    start = resumed_at
+    time_left = TimeLeft(progress.images_done, images)
+    start = progress.images_done
     while start < images:
         if start % batch == 0 and images_per_part >= batch:
             end = min(start + images_per_part, images)
@@ -151,10 +156,8 @@ def per_image_bounds(model: VariationalAutoencoder, test: InMemoryBatches | tf.d
         progress.add(-means.numpy(), -log_means.numpy(), noise.state.numpy())
         start = progress.images_done
         if start < images:
-            seconds = time.perf_counter() - started
             log.info("The bound (K = %d): %d of %d test images done; about %s left. Saved in %s.", num_samples,
-                     start, images, _remaining(seconds / (start - resumed_at) * (images - start)),
-                     shown_path(progress.path))
+                     start, images, _remaining(time_left.after_part(start)), shown_path(progress.path))
     return progress.finished()
 
 
@@ -165,6 +168,20 @@ def _images_per_part(num_samples: int, batch: int, pass_size: int, decodes_per_p
         return decodes_per_part // (num_samples * batch) * batch
     pass_slice = min(batch, pass_size)
     return min(batch, max(1, decodes_per_part // (num_samples * pass_slice)) * pass_slice)
+
+
+class TimeLeft:
+    """The seconds a bound in parts has left, at the rate of its last ``window`` parts."""
+
+    def __init__(self, images_done: int, images: int, window: int = RATE_WINDOW_PARTS,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.images, self.clock = images, clock
+        self.marks = deque([(clock(), images_done)], maxlen=window + 1)
+
+    def after_part(self, images_done: int) -> float:
+        self.marks.append((self.clock(), images_done))
+        (then, done_then), (now, done_now) = self.marks[0], self.marks[-1]
+        return (now - then) / (done_now - done_then) * (self.images - done_now)
 
 
 def _remaining(seconds: float) -> str:
