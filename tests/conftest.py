@@ -97,6 +97,12 @@ def tiny_data_config(root: Path, **values):
 compose = cli.compose  # the config vae-train runs with, from the project's conf/
 
 
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``, by its path relative to it, with its contents: equal snapshots
+    mean nothing was written, added or removed."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 # Pictures, the likelihood bound and the representation probes off, for tests about something else: a
 # tiny cvae run's end-of-run work alone is ~6 s of its ~15 (the bound with K = 50 most of it).
 QUIET_EVALUATION = ["evaluation.reconstructions=0", "evaluation.samples=0", "evaluation.manifold.size=0",

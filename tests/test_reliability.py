@@ -19,7 +19,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import IMAGE_SHAPE, QUIET_EVALUATION, compose, make_idx_folder, tiny_overrides, train_tiny, write_idx
+from conftest import (
+    IMAGE_SHAPE,
+    QUIET_EVALUATION,
+    compose,
+    folder_bytes,
+    make_idx_folder,
+    tiny_overrides,
+    train_tiny,
+    write_idx,
+)
 from vae_train.config import to_settings
 from vae_train.errors import TrainingError
 from vae_train.launch.run_lock import LOCK_FILE
@@ -416,9 +425,8 @@ def fingerprint(run_dir: Path) -> dict[str, str]:
     """Hashes of what a run produced. Not among them: Hydra's record of the latest invocation
     (.hydra/), the log, which only grows (checked separately), and the lock file, which names the
     last process to hold the folder."""
-    return {str(path.relative_to(run_dir)): hashlib.md5(path.read_bytes()).hexdigest()
-            for path in sorted(run_dir.rglob("*"))
-            if path.is_file() and ".hydra" not in path.parts and path.suffix != ".log" and path.name != LOCK_FILE}
+    return {name: hashlib.md5(contents).hexdigest() for name, contents in folder_bytes(run_dir).items()
+            if not name.startswith(".hydra/") and not name.endswith(".log") and Path(name).name != LOCK_FILE}
 
 
 # Damaged data files and folders are each refused in-process by tests/test_data.py and
@@ -518,7 +526,7 @@ def test_a_second_process_on_a_running_folder_is_refused_before_it_writes(finish
 
     run_dir = Path(shutil.copytree(finished_run, tmp_path / "run"))
     holder = start_holder(run_dir)  # stands for a vae-train still writing there
-    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    before = folder_bytes(run_dir)
     try:
         result = subprocess.run([*CLI, *tiny_overrides(tiny_data_dir), "trainer.epochs=2", f"hydra.run.dir={run_dir}"],
                                 env=cli_env(), capture_output=True, text=True, timeout=300)
@@ -531,7 +539,7 @@ def test_a_second_process_on_a_running_folder_is_refused_before_it_writes(finish
     assert f"in use by another vae-train process (pid {holder.pid} on " in output
     assert "Traceback" not in output and len(output.strip().splitlines()) == 1
     # Untouched, Hydra's record of the invocation and the log included.
-    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+    assert folder_bytes(run_dir) == before
 
 
 def test_more_examples_asked_than_exist_is_a_warning(tiny_data_dir, tmp_path, caplog):

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import PROJECT_ROOT, QUIET_EVALUATION, tiny_overrides, train_tiny
+from conftest import PROJECT_ROOT, QUIET_EVALUATION, folder_bytes, tiny_overrides, train_tiny
 from vae_train.errors import CheckpointError, TrainingError
 
 
@@ -185,10 +185,10 @@ def test_resuming_a_finished_run_trains_nothing_more(tiny_data_dir, tmp_path):
 
 def test_resuming_with_another_model_names_both_and_writes_nothing(tiny_data_dir, tmp_path):
     train_tiny(tiny_data_dir, tmp_path, "trainer.epochs=1", *QUIET_EVALUATION)
-    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    before = folder_bytes(tmp_path)
     with pytest.raises(CheckpointError, match=r"model cvae, latent_dim 2.*model cvae, latent_dim 3"):
         train_tiny(tiny_data_dir, tmp_path, "latent_dim=3")  # the projector on, which the first run had off
-    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    assert folder_bytes(tmp_path) == before
 
 
 def test_unreadable_checkpoint_is_a_clear_error(tiny_data_dir, tmp_path):
